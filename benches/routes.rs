@@ -1,0 +1,3 @@
+//! Benchmarks of the compile step and route lookup.
+
+fn main() {}

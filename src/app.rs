@@ -1,0 +1,411 @@
+//! Composition root: wires sources, compile step, certificate store, proxy and admin
+//! listener together, and is the only module that spawns long-lived tasks.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{AdminState, Readiness};
+use crate::cli::{DemoArgs, EchoArgs, ServeArgs};
+use crate::routes::{self, CompileOptions, Problem, Reason, RouteTable, Snapshot};
+use crate::source::dir::DirSource;
+use crate::telemetry::{Metrics, ResultLabel, SecretLabel};
+use crate::tls::{self, Entry, Store};
+
+/// Why Portcullis could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The configuration cannot work (exit code 64).
+    #[error("{0}")]
+    Config(String),
+    /// A listen address cannot be bound.
+    #[error("cannot listen on {addr} ({flag}): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The flag that set it.
+        flag: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS setup failed.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    /// Writing the built-in quickstart failed.
+    #[error("cannot prepare the quickstart manifests: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Config(_) => 64,
+            _ => 1,
+        }
+    }
+}
+
+/// Runs `portcullis serve` until SIGTERM or SIGINT.
+pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
+    let Some(dir) = args.manifests.clone() else {
+        return Err(AppError::Config(
+            "--manifests: cluster mode is not available in this build yet; pass --manifests DIR to serve a directory of manifests".into(),
+        ));
+    };
+    if !dir.is_dir() {
+        return Err(AppError::Config(format!(
+            "--manifests: {} is not a directory",
+            dir.display()
+        )));
+    }
+    let shutdown = CancellationToken::new();
+    let running = start(&args, dir, shutdown.clone()).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.admin.readiness.store(Arc::new(Readiness {
+        ready: false,
+        reason: "shutting down".into(),
+        detail: vec![],
+    }));
+    shutdown.cancel();
+    running.wait().await;
+    Ok(())
+}
+
+/// Runs the quickstart: built-in echo backends plus `serve` over the quickstart manifests.
+pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
+    let dir = if args.manifests.is_dir() {
+        args.manifests.clone()
+    } else {
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-quickstart-{}", std::process::id()));
+        write_quickstart(&dir)?;
+        dir
+    };
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for (name, addr) in DEMO_BACKENDS {
+        let addr: SocketAddr = addr.parse().expect("valid demo address");
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr,
+                flag: "demo backend",
+                source,
+            })?;
+        tasks.push(tokio::spawn(crate::echo::serve(
+            l,
+            (*name).to_owned(),
+            shutdown.clone(),
+        )));
+    }
+    let serve_args = ServeArgs::for_demo(&args, dir.clone());
+    let running = start(&serve_args, dir.clone(), shutdown.clone()).await?;
+    let (h, s) = (args.http_listen, args.https_listen);
+    println!(
+        "Portcullis quickstart is running with manifests from {}\n\
+         \n  curl -H 'Host: web.example.test' http://{h}/\n  curl -H 'Host: web.example.test' http://{h}/api/users\n  curl http://{h}/anything\n  curl --cacert examples/quickstart/ca.crt --resolve secure.example.test:{p}:{ip} https://secure.example.test:{p}/\n  curl http://{a}/metrics\n\nPress Ctrl-C to stop.",
+        dir.display(),
+        p = s.port(),
+        ip = s.ip(),
+        a = args.admin_listen
+    );
+    wait_for_signal().await;
+    shutdown.cancel();
+    running.wait().await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+/// Runs an echo backend until SIGTERM or SIGINT.
+pub async fn echo(args: EchoArgs) -> Result<(), AppError> {
+    let l = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| AppError::Bind {
+            addr: args.listen,
+            flag: "--listen",
+            source,
+        })?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(crate::echo::serve(l, args.name, shutdown.clone()));
+    wait_for_signal().await;
+    shutdown.cancel();
+    let _ = task.await;
+    Ok(())
+}
+
+/// The echo backends of the quickstart; `examples/quickstart` points its EndpointSlices here.
+pub const DEMO_BACKENDS: &[(&str, &str)] = &[
+    ("web", "127.0.0.1:9101"),
+    ("api", "127.0.0.1:9102"),
+    ("fallback", "127.0.0.1:9103"),
+    ("secure", "127.0.0.1:9104"),
+];
+
+const QUICKSTART: &[(&str, &str)] = &[
+    (
+        "backends.yaml",
+        include_str!("../examples/quickstart/backends.yaml"),
+    ),
+    (
+        "ingresses.yaml",
+        include_str!("../examples/quickstart/ingresses.yaml"),
+    ),
+    ("tls.yaml", include_str!("../examples/quickstart/tls.yaml")),
+    ("ca.crt", include_str!("../examples/quickstart/ca.crt")),
+];
+
+fn write_quickstart(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, text) in QUICKSTART {
+        std::fs::write(dir.join(name), text)?;
+    }
+    Ok(())
+}
+
+/// Everything started by `start`, to wait for on shutdown.
+struct Running {
+    admin: Arc<AdminState>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    async fn wait(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, flag, source })
+}
+
+/// Binds every listener, loads the manifests once, then spawns the listeners and the watcher.
+async fn start(
+    args: &ServeArgs,
+    dir: PathBuf,
+    shutdown: CancellationToken,
+) -> Result<Running, AppError> {
+    let http = bind(args.http_listen, "--http-listen").await?;
+    let https = bind(args.https_listen, "--https-listen").await?;
+    let admin_l = bind(args.admin_listen, "--admin-listen").await?;
+
+    let metrics = Arc::new(Metrics::new());
+    let admin = AdminState::new(metrics.clone(), "loading configuration");
+    let (cert, key) =
+        tls::self_signed(&["portcullis.invalid"]).map_err(|e| AppError::Tls(e.to_string()))?;
+    let initial =
+        Store::with_default(&cert, &key, unix_now()).map_err(|e| AppError::Tls(e.to_string()))?;
+    let generated_default = initial.default_entry().clone();
+    let certs = Arc::new(ArcSwap::from_pointee(initial));
+    let table = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
+    let tls_config = tls::server_config(tls::Resolver::new(certs.clone()))
+        .map_err(|e| AppError::Tls(e.to_string()))?;
+
+    let reloader = Arc::new(Reloader {
+        opts: args.compile_options(),
+        table: table.clone(),
+        certs: certs.clone(),
+        generated_default,
+        metrics: metrics.clone(),
+        admin: admin.clone(),
+        last_reported: Mutex::new(BTreeSet::new()),
+    });
+    let proxy = crate::proxy::Proxy::new(args.proxy_config(), table, certs, metrics);
+    let grace = args.shutdown_grace_period;
+    tracing::info!(
+        http = %args.http_listen, https = %args.https_listen, admin = %args.admin_listen,
+        manifests = %dir.display(), "Portcullis starting"
+    );
+    let tasks = vec![
+        tokio::spawn(watch_dir(
+            dir,
+            reloader,
+            args.manifests_poll_interval,
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::admin::serve(
+            admin.clone(),
+            admin_l,
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::proxy::serve_http(
+            proxy.clone(),
+            http,
+            shutdown.clone(),
+            grace,
+        )),
+        tokio::spawn(crate::proxy::serve_https(
+            proxy,
+            https,
+            Arc::new(tls_config),
+            shutdown,
+            grace,
+        )),
+    ];
+    Ok(Running { admin, tasks })
+}
+
+/// Polls the manifest directory and recompiles whenever a file changes.
+async fn watch_dir(
+    dir: PathBuf,
+    reloader: Arc<Reloader>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut source = Some(DirSource::new(dir));
+    let mut first = true;
+    loop {
+        let mut src = source.take().expect("source is put back after every scan");
+        let r = reloader.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            if src.scan() || first {
+                let (snapshot, errors) = src.snapshot();
+                r.apply(&snapshot, errors);
+            }
+            src
+        })
+        .await;
+        match joined {
+            Ok(src) => source = Some(src),
+            Err(e) => {
+                tracing::error!(error = %e, "manifest reload panicked; the last good configuration keeps serving");
+                return;
+            }
+        }
+        first = false;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Compiles snapshots and publishes the results: table, certificates, readiness, metrics.
+struct Reloader {
+    opts: CompileOptions,
+    table: Arc<ArcSwap<RouteTable>>,
+    certs: Arc<ArcSwap<Store>>,
+    generated_default: Arc<Entry>,
+    metrics: Arc<Metrics>,
+    admin: Arc<AdminState>,
+    last_reported: Mutex<BTreeSet<String>>,
+}
+
+impl Reloader {
+    fn apply(&self, snapshot: &Snapshot, source_errors: Vec<String>) {
+        let started = std::time::Instant::now();
+        let compiled = routes::compile(snapshot, &self.opts);
+        let now = unix_now();
+        let (store, issues) = self.certs.load().rebuild(
+            &compiled.tls,
+            compiled.default_certificate.as_ref(),
+            &self.generated_default,
+            now,
+        );
+        let mut problems = compiled.problems;
+        for issue in &issues {
+            let suffix = if issue.kept_previous {
+                "; the previous certificate stays in use"
+            } else {
+                "; the default certificate is served instead"
+            };
+            for b in compiled.tls.iter().filter(|b| b.secret == issue.secret) {
+                problems.push(Problem {
+                    object: b.ingress.clone(),
+                    field: b.field.clone(),
+                    reason: Reason::SecretInvalid,
+                    message: format!("Secret {}: {}{suffix}", issue.secret, issue.message),
+                });
+            }
+        }
+        problems.sort();
+        problems.dedup();
+        let hosts = compiled.table.host_count();
+        self.table.store(Arc::new(compiled.table));
+        self.certs.store(Arc::new(store));
+
+        self.metrics.certificate_not_after.clear();
+        for e in self.certs.load().served() {
+            let secret = e
+                .secret
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "(default)".into());
+            self.metrics
+                .certificate_not_after
+                .get_or_create(&SecretLabel { secret })
+                .set(e.not_after);
+        }
+        let result = if source_errors.is_empty() {
+            "success"
+        } else {
+            "error"
+        };
+        self.metrics
+            .config_reloads
+            .get_or_create(&ResultLabel { result })
+            .inc();
+        if source_errors.is_empty() {
+            self.metrics.last_reload_success.set(now as f64);
+        }
+        self.metrics
+            .config_problems
+            .set(i64::try_from(problems.len()).unwrap_or(i64::MAX));
+
+        let lines: BTreeSet<String> = source_errors
+            .iter()
+            .cloned()
+            .chain(problems.iter().map(|p| p.to_string()))
+            .collect();
+        {
+            let mut last = self.last_reported.lock().unwrap_or_else(|e| e.into_inner());
+            for line in lines.difference(&last) {
+                tracing::warn!(problem = %line, "configuration problem");
+            }
+            *last = lines.clone();
+        }
+        tracing::info!(
+            ingresses = compiled.ours.len(),
+            hosts,
+            problems = problems.len(),
+            manifest_errors = source_errors.len(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "configuration loaded"
+        );
+        self.admin.readiness.store(Arc::new(Readiness {
+            ready: true,
+            reason: String::new(),
+            detail: lines.into_iter().collect(),
+        }));
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

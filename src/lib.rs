@@ -1,0 +1,11 @@
+//! Portcullis: a Kubernetes Ingress controller with an embedded hyper + rustls reverse proxy.
+
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod echo;
+pub mod proxy;
+pub mod routes;
+pub mod source;
+pub mod telemetry;
+pub mod tls;
