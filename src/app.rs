@@ -15,6 +15,9 @@ use crate::admin::{AdminState, Readiness};
 use crate::cli::{DemoArgs, EchoArgs, ServeArgs};
 use crate::routes::{self, CompileOptions, Problem, Reason, RouteTable, Snapshot};
 use crate::source::dir::DirSource;
+use crate::source::kube::ClusterSource;
+use crate::source::lease::LeaseConfig;
+use crate::status::{Publish, Published, StatusConfig};
 use crate::telemetry::{Metrics, ResultLabel, SecretLabel};
 use crate::tls::{self, Entry, Store};
 
@@ -38,6 +41,9 @@ pub enum AppError {
     /// The TLS setup failed.
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    /// The credentials lack permissions the controller needs.
+    #[error("{0}")]
+    Permissions(String),
     /// Writing the built-in quickstart failed.
     #[error("cannot prepare the quickstart manifests: {0}")]
     Io(#[from] std::io::Error),
@@ -48,36 +54,56 @@ impl AppError {
     pub fn exit_code(&self) -> i32 {
         match self {
             AppError::Config(_) => 64,
+            AppError::Permissions(_) => 77,
             _ => 1,
         }
     }
 }
 
-/// Runs `portcullis serve` until SIGTERM or SIGINT.
+/// Runs `portcullis serve` until SIGTERM or SIGINT: standalone with `--manifests`, else
+/// against the cluster of the in-cluster configuration or KUBECONFIG.
 pub async fn serve(args: ServeArgs) -> Result<(), AppError> {
-    let Some(dir) = args.manifests.clone() else {
-        return Err(AppError::Config(
-            "--manifests: cluster mode is not available in this build yet; pass --manifests DIR to serve a directory of manifests".into(),
-        ));
-    };
-    if !dir.is_dir() {
-        return Err(AppError::Config(format!(
-            "--manifests: {} is not a directory",
-            dir.display()
-        )));
-    }
     let shutdown = CancellationToken::new();
-    let running = start(&args, dir, shutdown.clone()).await?;
+    let running = match args.manifests.clone() {
+        Some(dir) => {
+            if !dir.is_dir() {
+                return Err(AppError::Config(format!(
+                    "--manifests: {} is not a directory",
+                    dir.display()
+                )));
+            }
+            start(&args, Source::Dir(dir), shutdown.clone()).await?
+        }
+        None => {
+            let client = kube::Client::try_default().await.map_err(|e| {
+                AppError::Config(format!(
+                    "no Kubernetes API configuration (in-cluster service account or KUBECONFIG), and no --manifests: {e}"
+                ))
+            })?;
+            crate::source::preflight::check(&client, &args)
+                .await
+                .map_err(AppError::Permissions)?;
+            start(&args, Source::Cluster(client), shutdown.clone()).await?
+        }
+    };
     wait_for_signal().await;
-    tracing::info!("shutting down");
+    tracing::info!(drain_delay = ?args.shutdown_drain_delay, "SIGTERM: not ready any more; serving until the drain delay ends");
     running.admin.readiness.store(Arc::new(Readiness {
         ready: false,
         reason: "shutting down".into(),
         detail: vec![],
     }));
+    tokio::time::sleep(args.shutdown_drain_delay).await;
+    tracing::info!("closing listeners; open requests may finish within the grace period");
     shutdown.cancel();
     running.wait().await;
     Ok(())
+}
+
+/// Where objects come from.
+enum Source {
+    Dir(PathBuf),
+    Cluster(kube::Client),
 }
 
 /// Runs the quickstart: built-in echo backends plus `serve` over the quickstart manifests.
@@ -108,7 +134,7 @@ pub async fn demo(args: DemoArgs) -> Result<(), AppError> {
         )));
     }
     let serve_args = ServeArgs::for_demo(&args, dir.clone());
-    let running = start(&serve_args, dir.clone(), shutdown.clone()).await?;
+    let running = start(&serve_args, Source::Dir(dir.clone()), shutdown.clone()).await?;
     let (h, s) = (args.http_listen, args.https_listen);
     println!(
         "Portcullis quickstart is running with manifests from {}\n\
@@ -193,10 +219,10 @@ async fn bind(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, AppEr
         .map_err(|source| AppError::Bind { addr, flag, source })
 }
 
-/// Binds every listener, loads the manifests once, then spawns the listeners and the watcher.
+/// Binds every listener, then spawns the listeners, the admin endpoint and the source's tasks.
 async fn start(
     args: &ServeArgs,
-    dir: PathBuf,
+    source: Source,
     shutdown: CancellationToken,
 ) -> Result<Running, AppError> {
     let http = bind(args.http_listen, "--http-listen").await?;
@@ -226,17 +252,8 @@ async fn start(
     });
     let proxy = crate::proxy::Proxy::new(args.proxy_config(), table, certs, metrics);
     let grace = args.shutdown_grace_period;
-    tracing::info!(
-        http = %args.http_listen, https = %args.https_listen, admin = %args.admin_listen,
-        manifests = %dir.display(), "Portcullis starting"
-    );
-    let tasks = vec![
-        tokio::spawn(watch_dir(
-            dir,
-            reloader,
-            args.manifests_poll_interval,
-            shutdown.clone(),
-        )),
+    tracing::info!(http = %args.http_listen, https = %args.https_listen, admin = %args.admin_listen, "Portcullis starting");
+    let mut tasks = vec![
         tokio::spawn(crate::admin::serve(
             admin.clone(),
             admin_l,
@@ -252,11 +269,140 @@ async fn start(
             proxy,
             https,
             Arc::new(tls_config),
-            shutdown,
+            shutdown.clone(),
             grace,
         )),
     ];
+    match source {
+        Source::Dir(dir) => {
+            tracing::info!(manifests = %dir.display(), "standalone mode");
+            tasks.push(tokio::spawn(watch_dir(
+                dir,
+                reloader,
+                args.manifests_poll_interval,
+                shutdown,
+            )));
+        }
+        Source::Cluster(client) => start_cluster(args, client, reloader, shutdown, &mut tasks),
+    }
     Ok(Running { admin, tasks })
+}
+
+/// Cluster mode: reflectors, the reload loop, leader election and the status writer.
+fn start_cluster(
+    args: &ServeArgs,
+    client: kube::Client,
+    reloader: Arc<Reloader>,
+    shutdown: CancellationToken,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) {
+    tracing::info!(namespaces = ?args.watch_namespace, "cluster mode");
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let (source, drivers) = ClusterSource::new(&client, &args.watch_namespace, &changed);
+    for d in drivers {
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! { _ = d => {}, _ = shutdown.cancelled() => {} }
+        }));
+    }
+    let (published_tx, published_rx) = tokio::sync::watch::channel(Arc::new(Published::default()));
+    tasks.push(tokio::spawn(watch_cluster(
+        source.clone(),
+        reloader,
+        changed,
+        published_tx,
+        shutdown.clone(),
+    )));
+
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let (leading_tx, leading_rx) = tokio::sync::watch::channel(!args.leader_elect);
+    if args.leader_elect {
+        let cfg = LeaseConfig {
+            namespace: args
+                .election_namespace
+                .clone()
+                .or_else(|| {
+                    std::env::var("POD_NAMESPACE")
+                        .ok()
+                        .filter(|s| !s.is_empty())
+                })
+                .unwrap_or_else(|| "default".into()),
+            name: args.election_id.clone(),
+            identity: identity.clone(),
+            duration: Duration::from_secs(15),
+            retry: Duration::from_secs(2),
+        };
+        tasks.push(tokio::spawn(crate::source::lease::run(
+            client.clone(),
+            cfg,
+            leading_tx,
+            shutdown.clone(),
+        )));
+    }
+    let publish = match (&args.publish_service, &args.publish_address) {
+        (Some(s), _) => Publish::Service(s.clone()),
+        (None, Some(a)) => Publish::Addresses(a.0.clone()),
+        (None, None) => Publish::Nothing,
+    };
+    let cfg = StatusConfig {
+        publish,
+        controller_name: args.controller_name.clone(),
+        identity,
+    };
+    tasks.push(tokio::spawn(crate::status::run(
+        client,
+        cfg,
+        source,
+        published_rx,
+        leading_rx,
+        shutdown,
+    )));
+}
+
+/// Recompiles after the first full list and then on every change, debounced.
+async fn watch_cluster(
+    source: ClusterSource,
+    reloader: Arc<Reloader>,
+    changed: Arc<tokio::sync::Notify>,
+    published: tokio::sync::watch::Sender<Arc<Published>>,
+    shutdown: CancellationToken,
+) {
+    reloader.admin.readiness.store(Arc::new(Readiness {
+        ready: false,
+        reason: "waiting for the first list of Ingresses, IngressClasses, Services, EndpointSlices and Secrets".into(),
+        detail: vec![],
+    }));
+    tokio::select! {
+        _ = shutdown.cancelled() => return,
+        _ = source.wait_until_ready() => {}
+    }
+    loop {
+        let snapshot = source.snapshot();
+        let r = reloader.clone();
+        match tokio::task::spawn_blocking(move || r.apply(&snapshot, Vec::new())).await {
+            Ok(p) => {
+                published.send_replace(Arc::new(p));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload panicked; the last good configuration keeps serving")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = changed.notified() => {}
+        }
+        // Debounce: let a burst of changes land before compiling.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "portcullis".into())
 }
 
 /// Polls the manifest directory and recompiles whenever a file changes.
@@ -274,7 +420,7 @@ async fn watch_dir(
         let joined = tokio::task::spawn_blocking(move || {
             if src.scan() || first {
                 let (snapshot, errors) = src.snapshot();
-                r.apply(&snapshot, errors);
+                let _ = r.apply(&snapshot, errors);
             }
             src
         })
@@ -306,7 +452,7 @@ struct Reloader {
 }
 
 impl Reloader {
-    fn apply(&self, snapshot: &Snapshot, source_errors: Vec<String>) {
+    fn apply(&self, snapshot: &Snapshot, source_errors: Vec<String>) -> Published {
         let started = std::time::Instant::now();
         let compiled = routes::compile(snapshot, &self.opts);
         let now = unix_now();
@@ -391,6 +537,10 @@ impl Reloader {
             reason: String::new(),
             detail: lines.into_iter().collect(),
         }));
+        Published {
+            ours: compiled.ours,
+            problems,
+        }
     }
 }
 

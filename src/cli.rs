@@ -13,7 +13,7 @@ use crate::telemetry::LogFormat;
 
 /// Portcullis, a Kubernetes Ingress controller.
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about)]
+#[command(name = "portcullis", version, about, args_override_self = true)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -100,6 +100,36 @@ pub struct ServeArgs {
     /// How long open requests may finish after shutdown starts.
     #[arg(long, env = "PORTCULLIS_SHUTDOWN_GRACE_PERIOD", value_parser = parse_duration, default_value = "30s")]
     pub shutdown_grace_period: Duration,
+    /// Watch only these namespaces (repeatable or comma-separated); all when absent.
+    #[arg(
+        long,
+        env = "PORTCULLIS_WATCH_NAMESPACE",
+        value_delimiter = ',',
+        value_name = "NS"
+    )]
+    pub watch_namespace: Vec<String>,
+    /// Service whose address is published in Ingress status (namespace/name).
+    #[arg(long, env = "PORTCULLIS_PUBLISH_SERVICE", value_parser = parse_namespaced, value_name = "NS/NAME", conflicts_with = "publish_address")]
+    pub publish_service: Option<NamespacedName>,
+    /// Addresses published in Ingress status (comma-separated IPs or host names).
+    #[arg(long, env = "PORTCULLIS_PUBLISH_ADDRESS", value_parser = parse_publish_address, value_name = "ADDR,...")]
+    pub publish_address: Option<AddressList>,
+    /// Elect a leader among replicas on a Lease; only the leader writes status and Events.
+    #[arg(long, env = "PORTCULLIS_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(
+        long,
+        env = "PORTCULLIS_ELECTION_ID",
+        default_value = "portcullis-leader"
+    )]
+    pub election_id: String,
+    /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "PORTCULLIS_ELECTION_NAMESPACE")]
+    pub election_namespace: Option<String>,
+    /// After SIGTERM, how long traffic is still served (with /readyz at 503) before listeners close.
+    #[arg(long, env = "PORTCULLIS_SHUTDOWN_DRAIN_DELAY", value_parser = parse_duration, default_value = "5s")]
+    pub shutdown_drain_delay: Duration,
     /// How often the manifest directory is checked for changes.
     #[arg(long, env = "PORTCULLIS_MANIFESTS_POLL_INTERVAL", value_parser = parse_duration, default_value = "250ms")]
     pub manifests_poll_interval: Duration,
@@ -191,6 +221,7 @@ impl ServeArgs {
         args.admin_listen = d.admin_listen;
         args.log_format = d.log_format;
         args.https_redirect_port = d.https_listen.port();
+        args.shutdown_drain_delay = Duration::ZERO;
         args
     }
 
@@ -243,6 +274,14 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{s:?} is not a CIDR such as 10.0.0.0/8"))
+}
+
+/// The addresses of `--publish-address`.
+#[derive(Debug, Clone)]
+pub struct AddressList(pub Vec<crate::status::LbAddress>);
+
+fn parse_publish_address(s: &str) -> Result<AddressList, String> {
+    crate::status::parse_publish_address(s).map(AddressList)
 }
 
 /// Parses a duration such as `250ms`, `5s`, `2m` or `1h`.

@@ -7,5 +7,6 @@ pub mod echo;
 pub mod proxy;
 pub mod routes;
 pub mod source;
+pub mod status;
 pub mod telemetry;
 pub mod tls;

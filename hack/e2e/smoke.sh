@@ -25,17 +25,8 @@ wait_url() {  # $1 url, $2 pid, $3 seconds, rest: curl args
 }
 
 # PKI (EC keys, 2 days) and admin kubeconfig, as in the design note section 4
-mkdir -p "$PKI" && cd "$PKI"
-ossl() { openssl "$@" 2>>"$RUN/openssl.log" >/dev/null || die "openssl $1 failed"; }
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=e2e-ca -keyout ca.key -out ca.crt
-ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=kube-apiserver -keyout apiserver.key -out apiserver.csr
-ossl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out apiserver.crt \
-  -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth')
-ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/O=system:masters/CN=e2e-admin" -keyout admin.key -out admin.csr
-ossl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out admin.crt \
-  -extfile <(printf 'extendedKeyUsage=clientAuth')
-ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
-ossl pkey -in sa.key -pubout -out sa.pub
+bash "$HERE/pki.sh" "$PKI" || die "PKI generation failed"
+cd "$PKI"
 
 start=$(now)
 for attempt in 1 2 3; do  # free ports come from binding port 0; retry if another process grabbed one meanwhile

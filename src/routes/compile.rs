@@ -19,7 +19,7 @@ use super::table::{Backend, HostRoutes, Route, RouteTable};
 /// The annotation that selects a controller by class name; it wins over `ingressClassName`.
 pub const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 /// The IngressClass annotation that makes a class the cluster default.
-pub const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
+pub(crate) const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 /// Ingress annotation: `"false"` turns off the HTTP → HTTPS redirect for its TLS hosts.
 pub const SSL_REDIRECT_ANNOTATION: &str = "portcullis.dev/ssl-redirect";
 /// The Secret type that holds a certificate and key.
@@ -280,12 +280,10 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> Compiled {
             }
         };
         for (ti, t) in spec.tls.as_deref().unwrap_or_default().iter().enumerate() {
-            let Some(secret_name) = t.secret_name.as_deref().filter(|s| !s.is_empty()) else {
-                continue;
-            };
+            let secret_name = t.secret_name.as_deref().filter(|s| !s.is_empty());
             let secret = NamespacedName {
                 namespace: ns.to_owned(),
-                name: secret_name.to_owned(),
+                name: secret_name.unwrap_or_default().to_owned(),
             };
             let mut material = None;
             let mut looked_up = false;
@@ -300,6 +298,10 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> Compiled {
                 };
                 if !redirect_off {
                     redirect.insert(host.clone());
+                }
+                // A TLS host without a Secret is served with the default certificate.
+                if secret_name.is_none() {
+                    continue;
                 }
                 if let Some(existing) = tls.get(&host) {
                     if existing.secret != secret {

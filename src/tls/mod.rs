@@ -4,5 +4,8 @@
 mod material;
 mod store;
 
+#[cfg(test)]
+mod tests;
+
 pub use material::{CertError, ParsedCert, parse_material, self_signed};
 pub use store::{CertIssue, Entry, Resolver, Store, server_config};

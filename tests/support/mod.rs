@@ -2,6 +2,8 @@
 //! HTTP/1.1, HTTP/2 and TLS clients.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -143,15 +145,24 @@ impl Portcullis {
     }
 
     pub fn spawn(dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn_with(Some(dir), extra, &[])
+    }
+
+    /// Starts `portcullis serve` (standalone when `dir` is given) with extra flags and env.
+    pub fn spawn_with(dir: Option<&Path>, extra: &[&str], envs: &[(&str, &str)]) -> Self {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("portcullis.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("serve")
-            .arg("--manifests")
-            .arg(dir)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        cmd.arg("serve");
+        if let Some(dir) = dir {
+            cmd.arg("--manifests").arg(dir);
+        }
+        let child = cmd
+            .envs(envs.iter().copied())
+            .args(["--shutdown-drain-delay", "0s"])
             .args(["--http-listen", &http.to_string()])
             .args(["--https-listen", &https.to_string()])
             .args(["--admin-listen", &admin.to_string()])
