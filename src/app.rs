@@ -250,7 +250,8 @@ async fn start(
         admin: admin.clone(),
         last_reported: Mutex::new(BTreeSet::new()),
     });
-    let proxy = crate::proxy::Proxy::new(args.proxy_config(), table, certs, metrics);
+    let challenges: crate::proxy::Http01Answers = Arc::default();
+    let proxy = crate::proxy::Proxy::new(args.proxy_config(), table, certs, metrics, challenges);
     let grace = args.shutdown_grace_period;
     tracing::info!(http = %args.http_listen, https = %args.https_listen, admin = %args.admin_listen, "Portcullis starting");
     let mut tasks = vec![

@@ -88,6 +88,18 @@ pub struct ServeArgs {
     /// Time allowed for a client to send a request head (and finish a TLS handshake).
     #[arg(long, env = "PORTCULLIS_CLIENT_HEADER_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
     pub client_header_timeout: Duration,
+    /// Idle client keep-alive connections are closed after this long.
+    #[arg(long, env = "PORTCULLIS_KEEPALIVE_TIMEOUT", value_parser = parse_duration, default_value = "75s")]
+    pub keepalive_timeout: Duration,
+    /// Time allowed for a client to complete the TLS handshake.
+    #[arg(long, env = "PORTCULLIS_TLS_HANDSHAKE_TIMEOUT", value_parser = parse_duration, default_value = "10s")]
+    pub tls_handshake_timeout: Duration,
+    /// Most client connections open at once per listener; more wait in the accept queue.
+    #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = 65536)]
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams per client connection.
+    #[arg(long, env = "PORTCULLIS_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
+    pub max_concurrent_streams: u32,
     /// Largest request head, bytes.
     #[arg(long, env = "PORTCULLIS_MAX_REQUEST_HEADER_BYTES", default_value_t = 32 * 1024)]
     pub max_request_header_bytes: usize,
@@ -204,6 +216,10 @@ impl ServeArgs {
             connect_timeout: self.upstream_connect_timeout,
             response_timeout: self.upstream_response_timeout,
             client_header_timeout: self.client_header_timeout,
+            keepalive_timeout: self.keepalive_timeout,
+            tls_handshake_timeout: self.tls_handshake_timeout,
+            max_connections: self.max_connections,
+            max_concurrent_streams: self.max_concurrent_streams,
             max_header_bytes: self.max_request_header_bytes,
             max_body_bytes: self.max_request_body_bytes,
             trusted_proxies: self.trusted_proxies.clone(),

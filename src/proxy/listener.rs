@@ -113,7 +113,7 @@ fn builder(proxy: &Proxy) -> auto::Builder<TokioExecutor> {
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(cfg.max_concurrent_streams)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     b
 }
@@ -145,7 +145,7 @@ async fn serve_conn(
         }
         Some(acceptor) => {
             let handshake =
-                tokio::time::timeout(proxy.config.client_header_timeout, acceptor.accept(stream));
+                tokio::time::timeout(proxy.config.tls_handshake_timeout, acceptor.accept(stream));
             let stream = match handshake.await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {

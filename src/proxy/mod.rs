@@ -26,6 +26,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type on both sides of the proxy.
 pub type Body = BoxBody<Bytes, BoxError>;
 
+/// HTTP-01 challenge answers (token → key authorization), published by the ACME module and
+/// answered by every replica.
+pub type Http01Answers = Arc<ArcSwap<std::collections::HashMap<String, String>>>;
+
 /// Data-plane settings; they come from flags.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -35,6 +39,14 @@ pub struct Config {
     pub response_timeout: Duration,
     /// Time allowed for a client to send a complete request head.
     pub client_header_timeout: Duration,
+    /// Idle client keep-alive connections are closed after this long.
+    pub keepalive_timeout: Duration,
+    /// Time allowed for a client to complete the TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Most client connections open at once (per listener); more wait in the accept queue.
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams per client connection.
+    pub max_concurrent_streams: u32,
     /// Idle upstream connections are closed after this long.
     pub upstream_idle_timeout: Duration,
     /// Largest request head (request line + headers), bytes.
@@ -53,6 +65,10 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             client_header_timeout: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(75),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_connections: 65536,
+            max_concurrent_streams: 256,
             upstream_idle_timeout: Duration::from_secs(60),
             max_header_bytes: 32 * 1024,
             max_body_bytes: 100 * 1024 * 1024,
@@ -70,6 +86,7 @@ pub struct Proxy {
     certs: Arc<ArcSwap<Store>>,
     metrics: Arc<Metrics>,
     client: service::Upstream,
+    challenges: Http01Answers,
 }
 
 impl Proxy {
@@ -79,6 +96,7 @@ impl Proxy {
         table: Arc<ArcSwap<RouteTable>>,
         certs: Arc<ArcSwap<Store>>,
         metrics: Arc<Metrics>,
+        challenges: Http01Answers,
     ) -> Arc<Self> {
         let client = service::Upstream::new(&config);
         Arc::new(Self {
@@ -87,6 +105,7 @@ impl Proxy {
             certs,
             metrics,
             client,
+            challenges,
         })
     }
 }

@@ -144,10 +144,16 @@ impl Proxy {
         if has_dot_segment(path) {
             return Err(ProxyError::BadRequest("dot-segment in path"));
         }
+        // ACME HTTP-01: answered before any redirect or route, on HTTP and HTTPS alike.
+        if let Some(token) = path.strip_prefix(ACME_CHALLENGE_PREFIX)
+            && let Some(answer) = self.challenges.load().get(token)
+        {
+            return Ok(challenge_response(answer));
+        }
         if !conn.tls
             && let Some(h) = host.as_deref()
             && table.redirects_to_https(h)
-            && !path.starts_with("/.well-known/acme-challenge/")
+            && !path.starts_with(ACME_CHALLENGE_PREFIX)
         {
             return Ok(self.redirect(h, req.uri()));
         }
@@ -238,7 +244,8 @@ impl Proxy {
                 trusted: &self.config.trusted_proxies,
             },
         );
-        if !parts.headers.contains_key(header::HOST)
+        // The URI's authority (HTTP/2 `:authority`, HTTP/1.1 absolute form) is the Host.
+        if (parts.uri.authority().is_some() || !parts.headers.contains_key(header::HOST))
             && let Ok(v) = HeaderValue::from_str(raw_host)
         {
             parts.headers.insert(header::HOST, v);
@@ -327,6 +334,19 @@ impl Proxy {
         strip_hop_by_hop(&mut parts.headers, false);
         Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
     }
+}
+
+/// Where ACME HTTP-01 challenges are fetched.
+const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+
+fn challenge_response(key_authorization: &str) -> Response<Body> {
+    let body = http_body_util::Full::new(Bytes::from(key_authorization.to_owned()));
+    let mut resp = Response::new(body.map_err(|e| match e {}).boxed());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    resp
 }
 
 enum UpstreamTarget {

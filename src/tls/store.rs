@@ -173,7 +173,7 @@ impl Store {
         };
         let lower;
         let name = if name.bytes().any(|b| b.is_ascii_uppercase()) || name.ends_with('.') {
-            lower = name.trim_end_matches('.').to_ascii_lowercase();
+            lower = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
             lower.as_str()
         } else {
             name
