@@ -13,4 +13,4 @@ bash hack/e2e/smoke.sh   # the control plane the cluster-mode e2e tests run agai
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+cargo test --all-targets --locked --no-fail-fast

@@ -11,12 +11,16 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::acme::desired::ShimOptions;
+use crate::acme::issuer::{AcmeConfig, Answers};
 use crate::admin::{AdminState, Readiness};
+use crate::api::AcmeCertificate;
 use crate::cli::{DemoArgs, EchoArgs, ServeArgs};
 use crate::routes::{self, CompileOptions, Problem, Reason, RouteTable, Snapshot};
 use crate::source::dir::DirSource;
 use crate::source::kube::ClusterSource;
 use crate::source::lease::LeaseConfig;
+use crate::status::events::Reporter;
 use crate::status::{Publish, Published, StatusConfig};
 use crate::telemetry::{Metrics, ResultLabel, SecretLabel};
 use crate::tls::{self, Entry, Store};
@@ -229,7 +233,9 @@ async fn start(
     let https = bind(args.https_listen, "--https-listen").await?;
     let admin_l = bind(args.admin_listen, "--admin-listen").await?;
 
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    let acme_metrics = crate::acme::metrics::AcmeMetrics::register(&mut metrics.registry);
+    let metrics = Arc::new(metrics);
     let admin = AdminState::new(metrics.clone(), "loading configuration");
     let (cert, key) =
         tls::self_signed(&["portcullis.invalid"]).map_err(|e| AppError::Tls(e.to_string()))?;
@@ -238,7 +244,8 @@ async fn start(
     let generated_default = initial.default_entry().clone();
     let certs = Arc::new(ArcSwap::from_pointee(initial));
     let table = Arc::new(ArcSwap::from_pointee(RouteTable::default()));
-    let tls_config = tls::server_config(tls::Resolver::new(certs.clone()))
+    let alpn_certs: tls::AlpnCertificates = Arc::default();
+    let tls_config = tls::server_config(tls::Resolver::new(certs.clone(), alpn_certs.clone()))
         .map_err(|e| AppError::Tls(e.to_string()))?;
 
     let reloader = Arc::new(Reloader {
@@ -250,8 +257,17 @@ async fn start(
         admin: admin.clone(),
         last_reported: Mutex::new(BTreeSet::new()),
     });
-    let challenges: crate::proxy::Http01Answers = Arc::default();
-    let proxy = crate::proxy::Proxy::new(args.proxy_config(), table, certs, metrics, challenges);
+    let answers = Answers {
+        http01: Arc::default(),
+        alpn: alpn_certs,
+    };
+    let proxy = crate::proxy::Proxy::new(
+        args.proxy_config(),
+        table,
+        certs,
+        metrics,
+        answers.http01.clone(),
+    );
     let grace = args.shutdown_grace_period;
     tracing::info!(http = %args.http_listen, https = %args.https_listen, admin = %args.admin_listen, "Portcullis starting");
     let mut tasks = vec![
@@ -284,7 +300,15 @@ async fn start(
                 shutdown,
             )));
         }
-        Source::Cluster(client) => start_cluster(args, client, reloader, shutdown, &mut tasks),
+        Source::Cluster(client) => start_cluster(
+            args,
+            client,
+            reloader,
+            answers,
+            acme_metrics,
+            shutdown,
+            &mut tasks,
+        ),
     }
     Ok(Running { admin, tasks })
 }
@@ -294,6 +318,8 @@ fn start_cluster(
     args: &ServeArgs,
     client: kube::Client,
     reloader: Arc<Reloader>,
+    answers: Answers,
+    acme_metrics: crate::acme::metrics::AcmeMetrics,
     shutdown: CancellationToken,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) {
@@ -351,14 +377,95 @@ fn start_cluster(
     let cfg = StatusConfig {
         publish,
         controller_name: args.controller_name.clone(),
-        identity,
+        identity: identity.clone(),
     };
     tasks.push(tokio::spawn(crate::status::run(
+        client.clone(),
+        cfg,
+        source.clone(),
+        published_rx.clone(),
+        leading_rx.clone(),
+        shutdown.clone(),
+    )));
+    if !args.acme {
+        return;
+    }
+    // ACME: every replica serves challenges from AcmeCertificate status; the leader issues.
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let mut drivers = Vec::new();
+    let cfg = kube::runtime::watcher::Config::default().any_semantic();
+    let stores: Vec<_> = if args.watch_namespace.is_empty() {
+        vec![crate::source::kube::reflect(
+            kube::Api::<AcmeCertificate>::all(client.clone()),
+            cfg,
+            &changed,
+            &mut drivers,
+        )]
+    } else {
+        args.watch_namespace
+            .iter()
+            .map(|ns| {
+                let api = kube::Api::<AcmeCertificate>::namespaced(client.clone(), ns);
+                crate::source::kube::reflect(api, cfg.clone(), &changed, &mut drivers)
+            })
+            .collect()
+    };
+    for d in drivers {
+        let shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::select! { _ = d => {}, _ = shutdown.cancelled() => {} }
+        }));
+    }
+    // One change wakes both the challenge server and the issuer.
+    let (serve_wake, issue_wake) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    {
+        let (changed, a, b, shutdown) = (
+            changed.clone(),
+            serve_wake.clone(),
+            issue_wake.clone(),
+            shutdown.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = changed.notified() => { a.notify_one(); b.notify_one(); }
+                }
+            }
+        }));
+    }
+    tasks.push(tokio::spawn(crate::acme::issuer::serve_challenges(
+        stores.clone(),
+        serve_wake,
+        answers.clone(),
+        shutdown.clone(),
+    )));
+    let cfg = AcmeConfig {
+        shim: ShimOptions {
+            cert_manager_annotations: args.acme_cert_manager_annotations,
+        },
+        backoff_base: args.acme_backoff_base,
+        propagation_delay: args.acme_challenge_propagation_delay,
+        cluster_resource_namespace: args.cluster_resource_namespace(),
+        ari_max_poll: args.acme_ari_max_poll,
+        reporter: Reporter {
+            controller: args.controller_name.clone(),
+            instance: identity,
+        },
+    };
+    tasks.push(tokio::spawn(crate::acme::issuer::run(
         client,
         cfg,
+        stores,
+        issue_wake,
         source,
         published_rx,
         leading_rx,
+        answers,
+        acme_metrics,
         shutdown,
     )));
 }

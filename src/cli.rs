@@ -29,6 +29,16 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run an echo backend (for tests and demos).
     Echo(EchoArgs),
+    /// Write the CRD YAML generated from the Rust types (the source of `crds/`).
+    Crds(CrdsArgs),
+}
+
+/// Flags of `crds`.
+#[derive(Debug, Args, Clone)]
+pub struct CrdsArgs {
+    /// Directory to write one file per CRD into.
+    #[arg(long, default_value = "crds")]
+    pub out: PathBuf,
 }
 
 /// Flags of `serve`; the same flags serve cluster mode.
@@ -139,12 +149,33 @@ pub struct ServeArgs {
     /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else `default`).
     #[arg(long, env = "PORTCULLIS_ELECTION_NAMESPACE")]
     pub election_namespace: Option<String>,
+    /// Automatic certificates over ACME (needs the CRDs of `crds/`); `--acme=false` turns it off.
+    #[arg(long, env = "PORTCULLIS_ACME", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub acme: bool,
+    /// Also honour cert-manager's Ingress annotations (`cert-manager.io/cluster-issuer`, ...).
+    #[arg(long, env = "PORTCULLIS_ACME_CERT_MANAGER_ANNOTATIONS")]
+    pub acme_cert_manager_annotations: bool,
+    /// First wait after a failed issuance; then ×10, ×100, and one day.
+    #[arg(long, env = "PORTCULLIS_ACME_BACKOFF_BASE", value_parser = parse_duration, default_value = "60s")]
+    pub acme_backoff_base: Duration,
+    /// Wait after presenting a challenge, for every replica to pick it up, before the CA validates.
+    #[arg(long, env = "PORTCULLIS_ACME_CHALLENGE_PROPAGATION_DELAY", value_parser = parse_duration, default_value = "2s")]
+    pub acme_challenge_propagation_delay: Duration,
+    /// Longest wait between two ACME Renewal Information (RFC 9773) queries per certificate.
+    #[arg(long, env = "PORTCULLIS_ACME_ARI_MAX_POLL", value_parser = parse_duration, default_value = "12h")]
+    pub acme_ari_max_poll: Duration,
+    /// Namespace of ClusterAcmeIssuer account-key Secrets (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "PORTCULLIS_CLUSTER_RESOURCE_NAMESPACE")]
+    pub cluster_resource_namespace: Option<String>,
     /// After SIGTERM, how long traffic is still served (with /readyz at 503) before listeners close.
     #[arg(long, env = "PORTCULLIS_SHUTDOWN_DRAIN_DELAY", value_parser = parse_duration, default_value = "5s")]
     pub shutdown_drain_delay: Duration,
     /// How often the manifest directory is checked for changes.
     #[arg(long, env = "PORTCULLIS_MANIFESTS_POLL_INTERVAL", value_parser = parse_duration, default_value = "250ms")]
     pub manifests_poll_interval: Duration,
+    /// Runtime worker threads: 0 = one per core, 1 = a single-threaded (current_thread) runtime.
+    #[arg(long, env = "PORTCULLIS_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
 }
 
 /// Flags of `demo`.
@@ -208,6 +239,18 @@ impl ServeArgs {
             allow_external_name: self.allow_external_name_services,
             standalone: self.manifests.is_some(),
         }
+    }
+
+    /// The namespace of ClusterAcmeIssuer account keys.
+    pub fn cluster_resource_namespace(&self) -> String {
+        self.cluster_resource_namespace
+            .clone()
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(|| "default".into())
     }
 
     /// Data-plane settings.

@@ -1,6 +1,8 @@
 //! Portcullis: a Kubernetes Ingress controller with an embedded hyper + rustls reverse proxy.
 
+pub mod acme;
 pub mod admin;
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod echo;

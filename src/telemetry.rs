@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 /// Log line format.
@@ -37,10 +38,10 @@ pub fn init_logging(format: LogFormat) {
 /// Labels of the per-request counter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// `namespace/name` of the Ingress, empty when none matched.
-    pub ingress: String,
-    /// `namespace/name` of the Service, empty when none.
-    pub service: String,
+    /// `namespace/name` of the Ingress, empty when none matched (shared with the route table).
+    pub ingress: Arc<str>,
+    /// `namespace/name` of the Service, empty when none (shared with the route table).
+    pub service: Arc<str>,
     /// `2xx`, `3xx`, `4xx` or `5xx`.
     pub status: &'static str,
 }

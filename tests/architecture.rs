@@ -26,6 +26,16 @@ const SPAWN_EXCEPTIONS: &[(&str, usize, &str)] = &[
         "one tunnel task per upgraded request (WebSocket), ends when either side closes",
     ),
     (
+        "src/acme/issuer.rs",
+        1,
+        "one task per certificate being issued, at most four, aborted when leadership is lost",
+    ),
+    (
+        "src/proxy/pool.rs",
+        3,
+        "upstream pool: one driver task per upstream connection and the idle-connection reaper",
+    ),
+    (
         "src/admin.rs",
         1,
         "one task per admin connection, ended by the shutdown signal",

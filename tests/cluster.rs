@@ -578,7 +578,8 @@ fn chart_rbac(env: &Env) -> Result<(), Failed> {
     }
     for denied in [
         &["create", "clusterrolebindings"][..],
-        &["get", "secrets", "-n", "apps"],
+        &["delete", "secrets", "-n", "apps"],
+        &["patch", "secrets", "-n", "apps"],
         &["delete", "ingresses.networking.k8s.io", "-n", "apps"],
         &["update", "ingresses.networking.k8s.io", "-n", "apps"],
         &["create", "services", "-n", "apps"],

@@ -539,8 +539,11 @@ async fn bad_flags_exit_64_naming_the_flag_and_env_vars_work() {
         .unwrap();
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut answer = None;
-    for _ in 0..100 {
-        if let Ok(r) = get(addr, "any.test", "/").await {
+    // Until the first table is live every answer is 404: wait for the default backend's.
+    for _ in 0..200 {
+        if let Ok(r) = get(addr, "any.test", "/").await
+            && r.status() == 200
+        {
             answer = Some(r);
             break;
         }

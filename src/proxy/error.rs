@@ -2,7 +2,6 @@
 
 use bytes::Bytes;
 use http::{Response, StatusCode, header};
-use http_body_util::{BodyExt, Full};
 
 use super::Body;
 
@@ -15,6 +14,9 @@ pub enum ProxyError {
     /// The request body is over `--max-request-body-bytes`.
     #[error("request body too large")]
     BodyTooLarge,
+    /// The request uses a transfer coding other than `chunked` alone.
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
     /// Host and SNI would select different certificates.
     #[error("misdirected request: host is served with another certificate than this connection")]
     Misdirected,
@@ -26,10 +28,10 @@ pub enum ProxyError {
     Unavailable(&'static str),
     /// No endpoint accepted a connection (nothing was sent, a retry was safe and was tried).
     #[error("upstream connect failed: {0}")]
-    Connect(#[source] hyper_util::client::legacy::Error),
+    Connect(#[source] std::io::Error),
     /// The upstream failed after the request was sent.
     #[error("upstream request failed: {0}")]
-    Upstream(#[source] hyper_util::client::legacy::Error),
+    Upstream(#[source] hyper::Error),
     /// The upstream did not answer within the response timeout.
     #[error("upstream timed out")]
     Timeout,
@@ -41,6 +43,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -52,6 +55,15 @@ impl ProxyError {
     /// Whether the fault lies with the client rather than the upstream or us.
     pub fn is_client_error(&self) -> bool {
         self.status().is_client_error()
+    }
+
+    /// Whether the client connection is closed after this answer: after a malformed request,
+    /// nothing later on the connection can be trusted to be framed as the client meant.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::BadRequest(_) | ProxyError::BodyTooLarge | ProxyError::NotImplemented(_)
+        )
     }
 
     /// The small plain-text response for this error.
@@ -67,7 +79,7 @@ pub fn error_response(status: StatusCode) -> Response<Body> {
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
     );
-    let mut resp = Response::new(Full::new(Bytes::from(text)).map_err(|e| match e {}).boxed());
+    let mut resp = Response::new(Body::full(Bytes::from(text)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(

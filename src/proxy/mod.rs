@@ -1,30 +1,29 @@
 //! The data plane: HTTP and HTTPS listeners and the reverse-proxy request path. Knows nothing
 //! of Kubernetes: it is given a table handle and a certificate store.
 
+mod body;
 mod error;
 mod headers;
 mod listener;
+mod pool;
 mod service;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use ipnet::IpNet;
 
 use crate::routes::RouteTable;
 use crate::telemetry::Metrics;
 use crate::tls::Store;
 
+pub use body::Body;
 pub use error::{ProxyError, error_response};
 pub use listener::{serve_http, serve_https};
 
 /// Boxed error of request and response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type on both sides of the proxy.
-pub type Body = BoxBody<Bytes, BoxError>;
 
 /// HTTP-01 challenge answers (token → key authorization), published by the ACME module and
 /// answered by every replica.

@@ -1,20 +1,24 @@
 //! The request path: route, check, forward, answer, log.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::combinators::MapErr;
+use http_body_util::{BodyExt, Either, Empty, Limited};
 use hyper::body::{Body as _, Incoming};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 
 use super::error::{ProxyError, error_response};
-use super::headers::{Forwarding, ensure_request_id, is_upgrade, set_forwarding, strip_hop_by_hop};
-use super::{Body, BoxError, Config, Proxy};
+use super::headers::{
+    Forwarding, ensure_request_id, is_upgrade, set_forwarding, strip_hop_by_hop,
+    strip_underscore_names,
+};
+use super::pool::{Key, Pool, PooledBody, SendError};
+use super::{Body, Config, Proxy};
 use crate::routes::{Backend, Route, has_dot_segment, normalize_request_host};
 use crate::telemetry::{RequestLabels, ServiceLabel};
 
@@ -27,25 +31,22 @@ pub(crate) struct ConnInfo {
     pub(crate) sni: Option<String>,
 }
 
+/// A request body on its way upstream: the client's, capped at `--max-request-body-bytes`,
+/// or none (a bodyless request repeated on the next endpoint).
+pub(crate) type UpBody =
+    Either<Limited<MapErr<Incoming, fn(hyper::Error) -> ClientBodyError>>, Empty<Bytes>>;
+
 /// The pooled HTTP/1.1 client to upstream endpoints.
 #[derive(Debug, Clone)]
 pub(crate) struct Upstream {
-    client: Client<HttpConnector, Body>,
+    pool: Arc<Pool<UpBody>>,
 }
 
 impl Upstream {
     pub(crate) fn new(cfg: &Config) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cfg.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(cfg.upstream_idle_timeout)
-            .pool_max_idle_per_host(usize::MAX)
-            .set_host(false)
-            .build(connector);
-        Self { client }
+        Self {
+            pool: Pool::new(cfg.connect_timeout, cfg.upstream_idle_timeout),
+        }
     }
 }
 
@@ -64,16 +65,19 @@ impl Proxy {
     ) -> Response<Body> {
         let start = Instant::now();
         let request_id = ensure_request_id(req.headers_mut());
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let raw_host = request_host(&req);
+        // Copied only when the access log is on: nothing is formatted or kept for it otherwise.
+        let logged = tracing::enabled!(target: "access", tracing::Level::INFO)
+            .then(|| (req.method().clone(), req.uri().path().to_owned()));
+        let version = req.version();
+        let host_value = request_host(&req);
+        let raw_host = host_value.as_ref().and_then(|v| v.to_str().ok());
         let table = self.table.load();
         let mut outcome = Outcome {
             route: None,
             upstream: None,
         };
         let result = self
-            .route_and_forward(req, conn, &table, raw_host.clone(), &mut outcome)
+            .route_and_forward(req, conn, &table, raw_host, &mut outcome)
             .await;
         let mut resp = match result {
             Ok(r) => r,
@@ -81,40 +85,43 @@ impl Proxy {
                 if !e.is_client_error() && !matches!(e, ProxyError::NoRoute) {
                     tracing::debug!(error = %e, "request failed");
                 }
-                e.into_response()
+                let mut r = e.into_response();
+                if e.closes_connection() && version < Version::HTTP_2 {
+                    r.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                r
             }
         };
         resp.headers_mut()
             .insert(super::headers::X_REQUEST_ID.clone(), request_id.clone());
         let status = resp.status();
         let elapsed = start.elapsed();
-        let (ingress, service) = outcome
-            .route
-            .map(|r| (r.ingress.to_string(), r.backend.service().to_owned()))
-            .unwrap_or_default();
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                ingress: ingress.clone(),
-                service: service.clone(),
-                status: class(status),
-            })
-            .inc();
+        let labels = RequestLabels {
+            ingress: outcome.route.map_or_else(no_label, |r| r.ingress.clone()),
+            service: outcome
+                .route
+                .map_or_else(no_label, |r| r.backend.service_name().clone()),
+            status: class(status),
+        };
+        self.metrics.requests.get_or_create(&labels).inc();
         self.metrics.request_duration.observe(elapsed.as_secs_f64());
-        tracing::info!(
-            target: "access",
-            client = %conn.peer.ip(),
-            method = %method,
-            host = raw_host.as_deref().unwrap_or(""),
-            path = %path,
-            status = status.as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            ingress = %ingress,
-            service = %service,
-            upstream = %outcome.upstream.map(|a| a.to_string()).unwrap_or_default(),
-            request_id = request_id.to_str().unwrap_or(""),
-            "request"
-        );
+        if let Some((method, path)) = logged {
+            tracing::info!(
+                target: "access",
+                client = %conn.peer.ip(),
+                method = %method,
+                host = raw_host.unwrap_or(""),
+                path = %path,
+                status = status.as_u16(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                ingress = %labels.ingress,
+                service = %labels.service,
+                upstream = %outcome.upstream.map(|a| a.to_string()).unwrap_or_default(),
+                request_id = request_id.to_str().unwrap_or(""),
+                "request"
+            );
+        }
         resp
     }
 
@@ -123,13 +130,22 @@ impl Proxy {
         req: Request<Incoming>,
         conn: &ConnInfo,
         table: &'t crate::routes::RouteTable,
-        raw_host: Option<String>,
+        raw_host: Option<&str>,
         outcome: &mut Outcome<'t>,
     ) -> Result<Response<Body>, ProxyError> {
         if req.headers().get_all(header::HOST).iter().count() > 1 {
             return Err(ProxyError::BadRequest("more than one Host header"));
         }
-        let host = match raw_host.as_deref() {
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host (or absolute-form target) is a 400.
+        if req.version() == Version::HTTP_11 && raw_host.is_none() {
+            return Err(ProxyError::BadRequest("HTTP/1.1 request without Host"));
+        }
+        if unsupported_transfer_coding(req.headers()) {
+            return Err(ProxyError::NotImplemented(
+                "transfer coding other than chunked",
+            ));
+        }
+        let host = match raw_host {
             Some(h) => Some(
                 normalize_request_host(h).map_err(|_| ProxyError::BadRequest("invalid Host"))?,
             ),
@@ -143,6 +159,9 @@ impl Proxy {
         }
         if has_dot_segment(path) {
             return Err(ProxyError::BadRequest("dot-segment in path"));
+        }
+        if path.contains("%00") {
+            return Err(ProxyError::BadRequest("encoded NUL in path"));
         }
         // ACME HTTP-01: answered before any redirect or route, on HTTP and HTTPS alike.
         if let Some(token) = path.strip_prefix(ACME_CHALLENGE_PREFIX)
@@ -192,15 +211,8 @@ impl Proxy {
                     .collect()
             }
         };
-        self.forward(
-            req,
-            conn,
-            raw_host.as_deref().unwrap_or(""),
-            route,
-            &targets,
-            outcome,
-        )
-        .await
+        self.forward(req, conn, raw_host.unwrap_or(""), route, &targets, outcome)
+            .await
     }
 
     fn redirect(&self, host: &str, uri: &Uri) -> Response<Body> {
@@ -228,7 +240,15 @@ impl Proxy {
         let upgrade = req.version() == Version::HTTP_11 && is_upgrade(req.headers());
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        // Set by `handle`; a client may not remove it by naming it in `Connection`.
+        let request_id = parts.headers.get(&super::headers::X_REQUEST_ID).cloned();
         strip_hop_by_hop(&mut parts.headers, upgrade);
+        if let Some(id) = request_id {
+            parts
+                .headers
+                .insert(super::headers::X_REQUEST_ID.clone(), id);
+        }
+        strip_underscore_names(&mut parts.headers);
         if upgrade {
             parts
                 .headers
@@ -251,41 +271,63 @@ impl Proxy {
             parts.headers.insert(header::HOST, v);
         }
         parts.version = Version::HTTP_11;
+        // Upstream requests carry the origin form; the authority went into Host above.
+        if parts.uri.scheme().is_some() || parts.uri.path_and_query().is_none() {
+            parts.uri = Uri::from(
+                parts
+                    .uri
+                    .path_and_query()
+                    .cloned()
+                    .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+            );
+        }
+        if !parts.uri.path().starts_with('/') {
+            return Err(ProxyError::BadRequest("request target cannot be forwarded"));
+        }
         let bodyless = body.is_end_stream();
         let limit = usize::try_from(self.config.max_body_bytes).unwrap_or(usize::MAX);
-        let mut body = Some(Limited::new(body, limit).boxed());
-        let pq = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/".into());
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
+        );
+        // A request that reached the upstream is consumed; keep a copy only when a bodyless
+        // idempotent request may be repeated on the next endpoint.
+        let spare = (bodyless && idempotent && targets.len() > 1).then(|| parts.clone());
+        let to_client_error: fn(hyper::Error) -> ClientBodyError = ClientBodyError;
+        let body = Either::Left(Limited::new(body.map_err(to_client_error), limit));
+        let mut pending = Some(Request::from_parts(parts, body));
 
         let mut last_err = None;
         for (attempt, target) in targets.iter().enumerate() {
             if attempt > 0 && !bodyless {
                 break;
             }
-            let uri: Uri = match target {
-                UpstreamTarget::Addr(a) => format!("http://{a}{pq}"),
-                UpstreamTarget::Name(n) => format!("http://{n}{pq}"),
-            }
-            .parse()
-            .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
-            let mut up = Request::from_parts(parts.clone(), Body::default());
-            *up.uri_mut() = uri;
-            *up.body_mut() = body
-                .take()
-                .unwrap_or_else(|| Empty::<Bytes>::new().map_err(|e| match e {}).boxed());
+            let up = match (pending.take(), &spare) {
+                (Some(r), _) => r,
+                (None, Some(p)) => Request::from_parts(p.clone(), Either::Right(Empty::new())),
+                (None, None) => break,
+            };
+            let key = match target {
+                UpstreamTarget::Addr(a) => Key::Addr(*a),
+                UpstreamTarget::Name(n) => Key::Name(n.as_str().into()),
+            };
             outcome.upstream = match target {
                 UpstreamTarget::Addr(a) => Some(*a),
                 UpstreamTarget::Name(_) => None,
             };
-            let sent =
-                tokio::time::timeout(self.config.response_timeout, self.client.client.request(up))
-                    .await;
+            let sent = tokio::time::timeout(
+                self.config.response_timeout,
+                self.client.pool.send(&key, up, upgrade),
+            )
+            .await;
             let resp = match sent {
                 Err(_) => return Err(ProxyError::Timeout),
-                Ok(Err(e)) if e.is_connect() => {
+                Ok(Err(SendError::Connect(e, req))) => {
                     self.metrics
                         .upstream_connect_errors
                         .get_or_create(&ServiceLabel {
@@ -294,11 +336,26 @@ impl Proxy {
                         .inc();
                     tracing::warn!(upstream = ?outcome.upstream, service = route.backend.service(), error = %e, "upstream connect failed");
                     last_err = Some(ProxyError::Connect(e));
+                    pending = Some(*req);
                     continue;
                 }
-                Ok(Err(e)) => {
+                // Closed or reset before any response: repeating a bodyless idempotent request
+                // on the next endpoint is safe (RFC 9110 §9.2.2).
+                Ok(Err(SendError::Upstream(e)))
+                    if bodyless && idempotent && closed_without_response(&e) =>
+                {
+                    tracing::warn!(upstream = ?outcome.upstream, service = route.backend.service(), error = %e, "upstream closed without a response; trying the next endpoint");
+                    last_err = Some(ProxyError::Upstream(e));
+                    continue;
+                }
+                Ok(Err(SendError::Upstream(e))) => {
                     if body_too_large(&e) {
                         return Err(ProxyError::BodyTooLarge);
+                    }
+                    if source_is::<ClientBodyError>(&e) {
+                        return Err(ProxyError::BadRequest(
+                            "request body malformed or cut short",
+                        ));
                     }
                     return Err(ProxyError::Upstream(e));
                 }
@@ -311,7 +368,7 @@ impl Proxy {
 
     fn respond(
         &self,
-        mut resp: Response<Incoming>,
+        mut resp: Response<PooledBody<UpBody>>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Response<Body> {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -332,7 +389,7 @@ impl Proxy {
         }
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
-        Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+        Response::from_parts(parts, Body::upstream(body))
     }
 }
 
@@ -340,8 +397,7 @@ impl Proxy {
 const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 fn challenge_response(key_authorization: &str) -> Response<Body> {
-    let body = http_body_util::Full::new(Bytes::from(key_authorization.to_owned()));
-    let mut resp = Response::new(body.map_err(|e| match e {}).boxed());
+    let mut resp = Response::new(Body::full(Bytes::from(key_authorization.to_owned())));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
@@ -355,14 +411,18 @@ enum UpstreamTarget {
 }
 
 /// The authority the client asked for: the URI's (HTTP/2 `:authority`, absolute-form) or Host.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
+/// A Host header is shared, not copied.
+fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     if let Some(a) = req.uri().authority() {
-        return Some(a.as_str().to_owned());
+        return HeaderValue::from_str(a.as_str()).ok();
     }
-    req.headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    req.headers().get(header::HOST).cloned()
+}
+
+/// The label of a request that matched no route (no Ingress, no Service).
+fn no_label() -> Arc<str> {
+    static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+    EMPTY.clone()
 }
 
 fn content_length<B>(req: &Request<B>) -> Option<u64> {
@@ -374,15 +434,67 @@ fn content_length<B>(req: &Request<B>) -> Option<u64> {
         .ok()
 }
 
-fn body_too_large(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = src {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        src = s.source();
+/// Hyper decodes only `chunked`: any other transfer coding (or `chunked` twice) would reach
+/// the backend still coded once `Transfer-Encoding` is stripped, so it is refused.
+fn unsupported_transfer_coding(h: &http::HeaderMap) -> bool {
+    let mut codings = h
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|t| t.trim_ascii());
+    match (codings.next(), codings.next()) {
+        (None, _) => false,
+        (Some(only), None) => !only.eq_ignore_ascii_case(b"chunked"),
+        _ => true,
     }
-    false
+}
+
+/// A failure reading the client's request body (bad chunk framing, early close).
+#[derive(Debug)]
+pub(crate) struct ClientBodyError(hyper::Error);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "client request body: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// The error and its sources, outermost first.
+fn chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
+}
+
+fn source_is<T: std::error::Error + 'static>(e: &hyper::Error) -> bool {
+    chain(e).any(|s| s.is::<T>())
+}
+
+/// The upstream connection closed or was reset before a response arrived.
+fn closed_without_response(e: &hyper::Error) -> bool {
+    if source_is::<ClientBodyError>(e) {
+        return false;
+    }
+    chain(e).any(|s| {
+        s.downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message())
+            || s.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                )
+            })
+    })
+}
+
+fn body_too_large(e: &hyper::Error) -> bool {
+    source_is::<http_body_util::LengthLimitError>(e)
 }
 
 fn class(s: StatusCode) -> &'static str {

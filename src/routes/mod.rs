@@ -7,6 +7,8 @@ mod problem;
 mod table;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 pub use compile::{

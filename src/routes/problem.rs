@@ -59,6 +59,8 @@ pub enum Reason {
     UnsupportedAnnotation,
     /// The controller default backend (`--default-backend`) cannot be resolved.
     DefaultBackendInvalid,
+    /// Certificate annotations or TLS entries that cannot be turned into a certificate.
+    BadConfig,
 }
 
 impl Reason {
@@ -78,6 +80,7 @@ impl Reason {
             Reason::TlsHostConflict => "TLSHostConflict",
             Reason::UnsupportedAnnotation => "UnsupportedAnnotation",
             Reason::DefaultBackendInvalid => "DefaultBackendInvalid",
+            Reason::BadConfig => "BadConfig",
         }
     }
 }

@@ -48,6 +48,15 @@ impl Backend {
         }
     }
 
+    /// The Service name, shared (metric labels hold it without copying).
+    pub fn service_name(&self) -> &Arc<str> {
+        match self {
+            Backend::Endpoints { service, .. }
+            | Backend::External { service, .. }
+            | Backend::Unavailable { service, .. } => service,
+        }
+    }
+
     /// The endpoint for the next request and the order to try the rest in on connect failure.
     pub fn pick(&self) -> Option<(usize, &[SocketAddr])> {
         match self {

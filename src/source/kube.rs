@@ -112,6 +112,16 @@ impl ClusterSource {
         }
     }
 
+    /// A cached TLS Secret.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        self.secrets.iter().find_map(|s| {
+            s.find(|o| {
+                o.metadata.namespace.as_deref() == Some(namespace)
+                    && o.metadata.name.as_deref() == Some(name)
+            })
+        })
+    }
+
     /// The cached Ingresses (with their current status), for the status writer.
     pub fn ingresses(&self) -> Vec<Arc<Ingress>> {
         self.ingresses.iter().flat_map(|s| s.state()).collect()
@@ -145,7 +155,9 @@ where
         .collect()
 }
 
-fn reflect<K>(
+/// A reflector over `api`: the returned store fills from a watch driven by a future pushed on
+/// `drivers`; every change wakes `changed`.
+pub fn reflect<K>(
     api: Api<K>,
     cfg: watcher::Config,
     changed: &Arc<Notify>,

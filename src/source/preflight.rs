@@ -89,6 +89,54 @@ pub fn required(args: &ServeArgs) -> Vec<Permission> {
             ));
         }
     }
+    if args.acme {
+        for ns in &scopes {
+            for verb in ["list", "watch", "create", "patch", "delete"] {
+                out.push(p(
+                    verb,
+                    "portcullis.dev",
+                    "acmecertificates",
+                    None,
+                    ns.clone(),
+                ));
+            }
+            out.push(p(
+                "patch",
+                "portcullis.dev",
+                "acmecertificates",
+                Some("status"),
+                ns.clone(),
+            ));
+            out.push(p("get", "portcullis.dev", "acmeissuers", None, ns.clone()));
+            out.push(p(
+                "patch",
+                "portcullis.dev",
+                "acmeissuers",
+                Some("status"),
+                ns.clone(),
+            ));
+            for verb in ["get", "create", "update"] {
+                out.push(p(verb, "", "secrets", None, ns.clone()));
+            }
+        }
+        out.push(p("get", "portcullis.dev", "clusteracmeissuers", None, None));
+        out.push(p(
+            "patch",
+            "portcullis.dev",
+            "clusteracmeissuers",
+            Some("status"),
+            None,
+        ));
+        for verb in ["get", "create", "update"] {
+            out.push(p(
+                verb,
+                "",
+                "secrets",
+                None,
+                Some(args.cluster_resource_namespace()),
+            ));
+        }
+    }
     if let Some(s) = &args.publish_service {
         out.push(Permission {
             name: Some(s.name.clone()),

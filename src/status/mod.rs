@@ -2,6 +2,7 @@
 //! only on change).
 
 mod desired;
+pub mod events;
 mod writer;
 
 pub use desired::{

@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::IngressLoadBalancerIngress;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::desired::{LbAddress, addresses_from_service, status_updates};
+use super::events::{Reporter, record};
 use crate::routes::{NamespacedName, ObjectRef, Problem};
 use crate::source::kube::ClusterSource;
 
@@ -175,53 +174,34 @@ impl Writer {
             let uid = uids
                 .get(&(p.object.namespace.clone(), p.object.name.clone()))
                 .cloned();
-            let ev = Event {
-                metadata: ObjectMeta {
-                    name: Some(event_name(&p.object.name)),
-                    namespace: Some(p.object.namespace.clone()),
-                    ..Default::default()
-                },
-                event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
-                action: Some("Reconcile".into()),
-                reason: Some(p.reason.as_str().into()),
-                note: Some(truncate(&format!("{}: {}", p.field, p.message), 1000)),
-                type_: Some("Warning".into()),
-                reporting_controller: Some(self.cfg.controller_name.clone()),
-                reporting_instance: Some(truncate(&self.cfg.identity, 128)),
-                regarding: Some(ObjectReference {
-                    api_version: Some(api_version.into()),
-                    kind: Some(p.object.kind.into()),
-                    namespace: Some(p.object.namespace.clone()),
-                    name: Some(p.object.name.clone()),
-                    uid,
-                    ..Default::default()
-                }),
+            let regarding = ObjectReference {
+                api_version: Some(api_version.into()),
+                kind: Some(p.object.kind.into()),
+                namespace: Some(p.object.namespace.clone()),
+                name: Some(p.object.name.clone()),
+                uid,
                 ..Default::default()
             };
-            let api: Api<Event> = Api::namespaced(self.client.clone(), &p.object.namespace);
-            match api.create(&PostParams::default(), &ev).await {
-                Ok(_) => {
+            let reporter = Reporter {
+                controller: self.cfg.controller_name.clone(),
+                instance: self.cfg.identity.clone(),
+            };
+            let note = format!("{}: {}", p.field, p.message);
+            match record(
+                &self.client,
+                &reporter,
+                regarding,
+                true,
+                p.reason.as_str(),
+                &note,
+            )
+            .await
+            {
+                Ok(()) => {
                     self.emitted.insert(key);
                 }
                 Err(e) => tracing::warn!(object = %p.object, error = %e, "cannot record Event"),
             }
         }
     }
-}
-
-/// `<object>.<random hex>`, as client-go names Events.
-fn event_name(object: &str) -> String {
-    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..16];
-    format!("{}.{suffix}", truncate(object, 253 - 17))
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
 }

@@ -8,4 +8,4 @@ mod store;
 mod tests;
 
 pub use material::{CertError, ParsedCert, parse_material, self_signed};
-pub use store::{CertIssue, Entry, Resolver, Store, server_config};
+pub use store::{AlpnCertificates, CertIssue, Entry, Resolver, Store, server_config};

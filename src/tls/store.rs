@@ -195,16 +195,23 @@ impl Store {
     }
 }
 
+/// TLS-ALPN-01 challenge certificates by SNI name, published by the ACME module.
+pub type AlpnCertificates = Arc<ArcSwap<HashMap<String, Arc<CertifiedKey>>>>;
+
+/// The ALPN protocol of TLS-ALPN-01 challenges (RFC 8737).
+const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+
 /// The rustls resolver: reads the current store on every handshake.
 #[derive(Debug, Clone)]
 pub struct Resolver {
     store: Arc<ArcSwap<Store>>,
+    alpn: AlpnCertificates,
 }
 
 impl Resolver {
-    /// A resolver over a swappable store.
-    pub fn new(store: Arc<ArcSwap<Store>>) -> Self {
-        Self { store }
+    /// A resolver over a swappable store and TLS-ALPN-01 challenge certificates.
+    pub fn new(store: Arc<ArcSwap<Store>>, alpn: AlpnCertificates) -> Self {
+        Self { store, alpn }
     }
 
     /// The store handle, shared with whoever swaps it.
@@ -215,17 +222,26 @@ impl Resolver {
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // A TLS-ALPN-01 validation offers exactly `acme-tls/1`; unknown names fail the handshake.
+        if let Some(mut protocols) = hello.alpn()
+            && protocols.next() == Some(ACME_TLS_ALPN)
+            && protocols.next().is_none()
+        {
+            let name = hello.server_name()?.to_ascii_lowercase();
+            return self.alpn.load().get(&name).cloned();
+        }
         Some(self.store.load().select(hello.server_name()).key.clone())
     }
 }
 
-/// The rustls server configuration: TLS 1.2 and 1.3, ALPN h2 then http/1.1, session tickets.
+/// The rustls server configuration: TLS 1.2 and 1.3, ALPN h2, http/1.1 and acme-tls/1, session
+/// tickets.
 pub fn server_config(resolver: Resolver) -> Result<rustls::ServerConfig, rustls::Error> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
     cfg.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
     cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(16384);
     Ok(cfg)

@@ -562,7 +562,11 @@ fn resolver_presents_the_certificate_selected_for_the_sni_name() {
     ];
     let (store, _) = rebuild(&store, &bindings, &generated);
     let config = Arc::new(
-        server_config(Resolver::new(Arc::new(ArcSwap::from_pointee(store)))).expect("config"),
+        server_config(Resolver::new(
+            Arc::new(ArcSwap::from_pointee(store)),
+            Default::default(),
+        ))
+        .expect("config"),
     );
     assert_eq!(handshake(&config, "a.example.com", &a).0, leaf_der(&a));
     assert_eq!(handshake(&config, "b.example.com", &b).0, leaf_der(&b));
@@ -572,7 +576,8 @@ fn resolver_presents_the_certificate_selected_for_the_sni_name() {
 fn resolver_reads_the_store_swapped_in_after_it_was_built() {
     let (store, generated) = fresh();
     let handle = Arc::new(ArcSwap::from_pointee(store));
-    let config = Arc::new(server_config(Resolver::new(handle.clone())).expect("config"));
+    let config =
+        Arc::new(server_config(Resolver::new(handle.clone(), Default::default())).expect("config"));
 
     let a = pem(&["a.example.com"]);
     let bindings = [binding("a.example.com", "a", Some(material("a", &a)))];
@@ -582,13 +587,16 @@ fn resolver_reads_the_store_swapped_in_after_it_was_built() {
 }
 
 #[test]
-fn server_config_prefers_h2_then_http11() {
+fn server_config_prefers_h2_then_http11_and_offers_acme_tls() {
     let (store, _) = fresh();
-    let config =
-        server_config(Resolver::new(Arc::new(ArcSwap::from_pointee(store)))).expect("config");
+    let config = server_config(Resolver::new(
+        Arc::new(ArcSwap::from_pointee(store)),
+        Default::default(),
+    ))
+    .expect("config");
     assert_eq!(
         config.alpn_protocols,
-        [b"h2".to_vec(), b"http/1.1".to_vec()]
+        [b"h2".to_vec(), b"http/1.1".to_vec(), b"acme-tls/1".to_vec()]
     );
 
     let (store, generated) = fresh();
@@ -596,7 +604,11 @@ fn server_config_prefers_h2_then_http11() {
     let bindings = [binding("a.example.com", "a", Some(material("a", &a)))];
     let (store, _) = rebuild(&store, &bindings, &generated);
     let config = Arc::new(
-        server_config(Resolver::new(Arc::new(ArcSwap::from_pointee(store)))).expect("config"),
+        server_config(Resolver::new(
+            Arc::new(ArcSwap::from_pointee(store)),
+            Default::default(),
+        ))
+        .expect("config"),
     );
     assert_eq!(
         handshake(&config, "a.example.com", &a).1.as_deref(),

@@ -15,6 +15,11 @@ pub struct Bins {
     pub etcd: PathBuf,
     pub kubectl: PathBuf,
     pub helm: PathBuf,
+    pub pebble: PathBuf,
+    pub challtestsrv: PathBuf,
+    pub pebble_cert: PathBuf,
+    pub pebble_key: PathBuf,
+    pub pebble_ca: PathBuf,
     pub vars: HashMap<String, String>,
 }
 
@@ -75,6 +80,11 @@ fn find() -> Result<Bins, String> {
         etcd: get("PORTCULLIS_ETCD")?,
         kubectl: get("PORTCULLIS_KUBECTL")?,
         helm: get("PORTCULLIS_HELM")?,
+        pebble: get("PORTCULLIS_PEBBLE")?,
+        challtestsrv: get("PORTCULLIS_PEBBLE_CHALLTESTSRV")?,
+        pebble_cert: get("PORTCULLIS_PEBBLE_CERT")?,
+        pebble_key: get("PORTCULLIS_PEBBLE_KEY")?,
+        pebble_ca: get("PORTCULLIS_PEBBLE_CA")?,
         vars: vars.clone(),
     };
     let ip = Command::new("ip")
@@ -189,6 +199,16 @@ impl ControlPlane {
             cp.kubectl_ok(&args);
         }
         cp.wait_ready(Duration::from_secs(60));
+        // Our CRDs, as a user installs them.
+        let crds = repo().join("crds");
+        cp.kubectl_ok(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
+        cp.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ]);
         cp
     }
 
@@ -501,4 +521,55 @@ pub fn controller(kubeconfig: &Path, extra: &[&str]) -> super::Portcullis {
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     )
+}
+
+impl ControlPlane {
+    /// Runs kubectl with `input` on stdin and returns its whole output (stderr carries the API
+    /// server's warnings, e.g. PodSecurity).
+    pub fn kubectl_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(&self.bins.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs helm against this control plane: stdout, or an error with the command and stderr.
+    pub fn helm_ok(&self, args: &[&str]) -> Result<String, String> {
+        let out = self.helm(args);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "helm {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+/// Runs helm without a cluster (lint, template, show): stdout, or an error with stderr.
+pub fn helm_offline(bins: &Bins, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(&bins.helm).args(args).output().unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "helm {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        ))
+    }
 }

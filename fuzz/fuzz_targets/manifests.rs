@@ -1,0 +1,4 @@
+#![no_main]
+//! cargo-fuzz entry point; the logic is `portcullis_fuzz::manifests`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| portcullis_fuzz::manifests(data));
