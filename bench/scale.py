@@ -141,6 +141,7 @@ def main():
         # idle connections
         loop = asyncio.new_event_loop()
         for tls in (False, True):
+            time.sleep(3)  # let the allocator return what the table swap freed
             before = pss(p.pid)
             conns = loop.run_until_complete(hold(o.idle, tls))
             time.sleep(0.5)

@@ -637,3 +637,28 @@ async fn sigterm_turns_readiness_off_then_drains_and_exits() {
         .expect("exits after draining");
     assert_eq!(code, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acme_tls_alpn_handshakes_without_a_pending_challenge_fail() {
+    use std::sync::Arc;
+    let m = Manifests::new();
+    let p = Portcullis::start(m.path(), &[]).await;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(Recorder::default()))
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(p.https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("unknown.test").unwrap();
+    let result = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await;
+    assert!(
+        result.is_err(),
+        "no certificate is offered to acme-tls/1 without a challenge"
+    );
+}

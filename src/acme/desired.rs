@@ -207,3 +207,183 @@ pub fn desired_certificates(
     }
     (out.into_values().collect(), problems)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingress(yaml: &str) -> Ingress {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn ours(list: &[&Ingress]) -> BTreeSet<(String, String)> {
+        list.iter()
+            .map(|i| {
+                (
+                    i.metadata.namespace.clone().unwrap(),
+                    i.metadata.name.clone().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    const SHOP: &str = "
+metadata:
+  name: shop
+  namespace: web
+  uid: u-1
+  annotations: {portcullis.dev/cluster-issuer: le, portcullis.dev/renew-before: 720h}
+spec:
+  tls:
+  - {hosts: [shop.example.com, 192.0.2.7], secretName: shop-tls}
+  - {hosts: [api.example.com], secretName: api-tls}
+";
+
+    #[test]
+    fn one_certificate_per_tls_entry_named_after_its_secret() {
+        let ing = ingress(SHOP);
+        let (certs, problems) =
+            desired_certificates(&[&ing], &ours(&[&ing]), ShimOptions::default());
+        assert!(problems.is_empty(), "{problems:?}");
+        let names: Vec<_> = certs
+            .iter()
+            .map(|c| c.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["api-tls", "shop-tls"]);
+        let shop = &certs[1];
+        assert_eq!(shop.spec.secret_name, "shop-tls");
+        assert_eq!(shop.spec.dns_names, ["shop.example.com"]);
+        assert_eq!(
+            shop.spec.ip_addresses,
+            ["192.0.2.7"],
+            "IP hosts become ipAddresses"
+        );
+        assert_eq!(
+            shop.spec.issuer_ref.kind.as_deref(),
+            Some("ClusterAcmeIssuer")
+        );
+        assert_eq!(shop.spec.renew_before.as_deref(), Some("720h"));
+        let owner = &shop.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("Ingress", "u-1", Some(true))
+        );
+    }
+
+    #[test]
+    fn ingresses_that_are_not_ours_request_nothing() {
+        let ing = ingress(SHOP);
+        let (certs, _) = desired_certificates(&[&ing], &BTreeSet::new(), ShimOptions::default());
+        assert!(certs.is_empty());
+    }
+
+    #[test]
+    fn cert_manager_annotations_count_only_with_the_flag() {
+        let ing = ingress(&SHOP.replace(
+            "portcullis.dev/cluster-issuer",
+            "cert-manager.io/cluster-issuer",
+        ));
+        let set = ours(&[&ing]);
+        assert!(
+            desired_certificates(&[&ing], &set, ShimOptions::default())
+                .0
+                .is_empty()
+        );
+        let on = ShimOptions {
+            cert_manager_annotations: true,
+        };
+        assert_eq!(desired_certificates(&[&ing], &set, on).0.len(), 2);
+    }
+
+    #[test]
+    fn our_annotation_wins_over_cert_managers() {
+        let ing = ingress(&SHOP.replace(
+            "portcullis.dev/renew-before: 720h",
+            "portcullis.dev/renew-before: 720h, cert-manager.io/renew-before: 1h",
+        ));
+        let on = ShimOptions {
+            cert_manager_annotations: true,
+        };
+        let (certs, _) = desired_certificates(&[&ing], &ours(&[&ing]), on);
+        assert_eq!(certs[0].spec.renew_before.as_deref(), Some("720h"));
+    }
+
+    #[test]
+    fn both_issuer_annotations_are_bad_config() {
+        let ing = ingress(&SHOP.replace(
+            "portcullis.dev/renew-before: 720h",
+            "portcullis.dev/issuer: mine",
+        ));
+        let (certs, problems) =
+            desired_certificates(&[&ing], &ours(&[&ing]), ShimOptions::default());
+        assert!(certs.is_empty());
+        assert_eq!(problems[0].reason, Reason::BadConfig);
+        assert_eq!(problems[0].field, "metadata.annotations");
+    }
+
+    #[test]
+    fn duplicate_secret_names_in_one_ingress_request_nothing() {
+        let ing = ingress(&SHOP.replace("secretName: api-tls", "secretName: shop-tls"));
+        let (certs, problems) =
+            desired_certificates(&[&ing], &ours(&[&ing]), ShimOptions::default());
+        assert!(certs.is_empty());
+        assert_eq!(problems[0].field, "spec.tls");
+    }
+
+    #[test]
+    fn entries_without_hosts_or_secret_or_with_wildcards_are_skipped_with_a_problem() {
+        let ing = ingress(
+            "
+metadata: {name: odd, namespace: web, annotations: {portcullis.dev/issuer: mine}}
+spec:
+  tls:
+  - {hosts: [a.example.com]}
+  - {secretName: nohosts}
+  - {hosts: ['*.example.com'], secretName: wild}
+  - {hosts: [ok.example.com], secretName: ok}
+",
+        );
+        let (certs, problems) =
+            desired_certificates(&[&ing], &ours(&[&ing]), ShimOptions::default());
+        assert_eq!(certs.len(), 1);
+        assert_eq!(certs[0].spec.issuer_ref.kind.as_deref(), Some("AcmeIssuer"));
+        let fields: Vec<_> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.tls[0].secretName",
+                "spec.tls[1].hosts",
+                "spec.tls[2].hosts"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_oldest_ingress_keeps_a_contested_secret() {
+        let old = ingress(&SHOP.replace(
+            "uid: u-1",
+            "uid: u-1\n  creationTimestamp: '2025-01-01T00:00:00Z'",
+        ));
+        let young = ingress(&SHOP.replace("name: shop", "name: shop2").replace(
+            "uid: u-1",
+            "uid: u-2\n  creationTimestamp: '2026-01-01T00:00:00Z'",
+        ));
+        let (certs, problems) = desired_certificates(
+            &[&young, &old],
+            &ours(&[&young, &old]),
+            ShimOptions::default(),
+        );
+        assert_eq!(certs.len(), 2);
+        assert!(
+            certs
+                .iter()
+                .all(|c| c.metadata.labels.as_ref().unwrap()[INGRESS_LABEL] == "shop")
+        );
+        assert_eq!(problems.len(), 2);
+        assert!(
+            problems
+                .iter()
+                .all(|p| p.object.name == "shop2" && p.message.contains("web/shop"))
+        );
+    }
+}

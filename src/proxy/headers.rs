@@ -40,6 +40,21 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+/// The position of `name` in `HOP_BY_HOP`, by one match on the (lower-case) name.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    match name.as_str() {
+        "connection" => Some(0),
+        "keep-alive" => Some(1),
+        "http2-settings" => Some(2),
+        "proxy-connection" => Some(3),
+        "te" => Some(4),
+        "trailer" => Some(5),
+        "transfer-encoding" => Some(6),
+        "upgrade" => Some(7),
+        _ => None,
+    }
+}
+
 /// Removes hop-by-hop headers: `Connection` and all it names, and the fixed list. The
 /// `Upgrade` header survives when `keep_upgrade` is set.
 pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
@@ -47,7 +62,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     // carry none of them, or only `Connection`.
     let mut present = 0u8;
     for name in h.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == name) {
+        if let Some(i) = hop_by_hop_index(name) {
             present |= 1 << i;
         }
     }
@@ -240,4 +255,49 @@ pub fn is_upgrade(h: &HeaderMap) -> bool {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_index_agrees_with_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        assert_eq!(hop_by_hop_index(&header::HOST), None);
+    }
+
+    #[test]
+    fn strips_the_fixed_list_and_what_connection_names_keeping_upgrade_when_asked() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, X-Secret"),
+        );
+        h.append(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        let mut kept = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["host"]);
+        strip_hop_by_hop(&mut kept, true);
+        let mut names: Vec<_> = kept.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["host", "upgrade"]);
+    }
+
+    #[test]
+    fn a_message_without_hop_by_hop_headers_is_left_alone() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        let before = h.clone();
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h, before);
+    }
 }

@@ -214,6 +214,10 @@ impl Conn {
                 };
                 info.sni = stream.get_ref().1.server_name().map(str::to_owned);
                 let alpn = stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+                // A TLS-ALPN-01 validation ends with the handshake: never HTTP, never a backend.
+                if alpn.as_deref() == Some(b"acme-tls/1") {
+                    return;
+                }
                 self.activity.restart();
                 self.http(info, alpn, stream).await
             }
