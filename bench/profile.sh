@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Instruction counts per request (valgrind callgrind), repeatable whatever the machine's load:
 # one proxy at a time under callgrind, N keep-alive requests, counters zeroed after warm-up.
+# With --strace: system calls per request instead (strace -c on the running proxy).
 #
 #   bench/profile.sh [--bin PATH] [--requests N] [--peers "portcullis nginx haproxy"]
-#                    [--scenario S1|S4|S5] [--out DIR]
-# Prints "peer Ir/request" lines and keeps callgrind.out.* in DIR for callgrind_annotate.
+#                    [--scenario S1|S4] [--strace] [--out DIR]
+# Prints "peer Ir/request" (or "peer syscalls/request") lines; keeps callgrind.out.* (or
+# strace tables) in DIR.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis" N=20000 PEERS="portcullis nginx haproxy" SCEN=S1 OUT=""
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis" N=20000 PEERS="portcullis nginx haproxy" SCEN=S1 OUT="" STRACE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) BIN="$2"; shift ;;
@@ -16,6 +18,7 @@ while [ $# -gt 0 ]; do
         --peers) PEERS="$2"; shift ;;
         --scenario) SCEN="$2"; shift ;;
         --out) OUT="$2"; shift ;;
+        --strace) STRACE=1 ;;
         *) echo "unknown option $1" >&2; exit 64 ;;
     esac
     shift
@@ -33,7 +36,8 @@ cleanup() {
     [ -s "$W/nginx-be.pid" ] && kill "$(cat "$W/nginx-be.pid")" 2>/dev/null
     sleep 0.3; rm -rf "$W"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM   # exit (and so clean up) on a signal, never carry on
 openssl req -x509 -nodes -days 30 -subj /CN=bench.test -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
     -keyout "$W/ecdsa.key" -out "$W/ecdsa.crt" 2>/dev/null
 cat "$W/ecdsa.crt" "$W/ecdsa.key" > "$W/ecdsa.pem"
@@ -56,6 +60,24 @@ for peer in $PEERS; do
         nginx) cmd=(nginx -c "$W/nginx-proxy.conf") ;;
         haproxy) cmd=(haproxy -f "$W/haproxy.cfg") ;;
     esac
+    if [ "$STRACE" = 1 ]; then
+        [ "$peer" = nginx ] && sed -i 's/ daemon off; master_process off;//' "$W/nginx-proxy.conf"
+        if [ "$peer" = nginx ]; then
+            taskset -c 1 "${cmd[@]}"; wait_port 8080; vp=$(pgrep -P "$(cat "$W/nginx-proxy.pid")")
+        else
+            RUST_LOG=warn taskset -c 1 "${cmd[@]}" > "$OUT/$peer.log" 2>&1 &
+            vp=$!; PIDS+=($vp); wait_port 8080
+        fi
+        taskset -c 0 h2load --h1 -n 2000 -c 16 "$URL" > /dev/null
+        strace -c -f -p "$vp" -o "$OUT/$peer.strace.txt" & sp=$!; sleep 1
+        taskset -c 0 h2load --h1 -n "$N" -c 16 "$URL" > "$OUT/$peer.h2load.txt"
+        kill -INT "$sp"; wait "$sp" 2>/dev/null || true
+        if [ "$peer" = nginx ]; then kill "$(cat "$W/nginx-proxy.pid")"; sleep 0.5; else kill "$vp"; wait "$vp" 2>/dev/null || true; fi
+        ok=$(awk '/^status codes:/ {print $3}' "$OUT/$peer.h2load.txt")
+        calls=$(python3 -c "import re,sys; print(sum(int(m.group(1)) for m in re.finditer(r'^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(?!total)[a-z_0-9]+\s*$', open(sys.argv[1]).read(), re.M)))" "$OUT/$peer.strace.txt")
+        echo "$peer $SCEN requests=$ok syscalls=$calls syscalls/request=$(python3 -c "print(round($calls / max(1, $ok), 2))")" | tee -a "$OUT/summary.txt"
+        continue
+    fi
     RUST_LOG=warn taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out.$peer" \
         "${cmd[@]}" > "$OUT/$peer.log" 2>&1 &
     vp=$!; PIDS+=($vp)

@@ -3,9 +3,10 @@
 # the benchmarks design note). Loopback only; every process pinned: the proxy under test alone
 # on CPU1, load generators and the neutral nginx backend on CPU0.
 #
-#   bench/run.sh            full matrix: 5 interleaved runs (≈ 20 minutes)
+#   bench/run.sh            full matrix: 5 interleaved runs of 4 s per measurement (≈ 20 minutes)
 #   bench/run.sh --quick    3 runs, shorter measurements, fewer scenarios (< 3 minutes)
 #   options: --runs N  --secs S  --out DIR  --no-install  --no-build  --only S1,S3,...
+#            --sweep (S1 also at -c16 and -c256)
 #
 # Writes DIR/results.jsonl (one line per measurement), DIR/env.json, raw tool output under
 # DIR/raw/, then bench/report.py turns them into DIR/summary.md and DIR/chart.svg.
@@ -13,7 +14,7 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
-QUICK=0 RUNS="" SECS="" OUT="" INSTALL=1 BUILD=1 ONLY=""
+QUICK=0 RUNS="" SECS="" OUT="" INSTALL=1 BUILD=1 ONLY="" SWEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -23,11 +24,12 @@ while [ $# -gt 0 ]; do
         --no-install) INSTALL=0 ;;
         --no-build) BUILD=0 ;;
         --only) ONLY="$2"; shift ;;
+        --sweep) SWEEP=1 ;;
         *) echo "unknown option $1" >&2; exit 64 ;;
     esac
     shift
 done
-if [ "$QUICK" = 1 ]; then RUNS=${RUNS:-3}; SECS=${SECS:-2}; else RUNS=${RUNS:-5}; SECS=${SECS:-5}; fi
+if [ "$QUICK" = 1 ]; then RUNS=${RUNS:-3}; SECS=${SECS:-2}; else RUNS=${RUNS:-5}; SECS=${SECS:-4}; fi
 OUT=${OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)$([ "$QUICK" = 1 ] && echo -quick)}
 W=$(mktemp -d /tmp/portcullis-bench.XXXXXX)   # configs, certificates, files, pid files
 chmod 755 "$W"                                 # nginx workers (user nobody) read files/ here
@@ -49,7 +51,8 @@ cleanup() {
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     rm -rf "$W"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM   # exit (and so clean up) on a signal, never carry on
 
 # ---------------------------------------------------------------- tools
 if [ "$INSTALL" = 1 ]; then
@@ -196,7 +199,7 @@ scenarios() {
     # warm-up (discarded)
     taskset -c 0 wrk -t1 -c64 -d1s "${H[@]}" "$base/small" > /dev/null 2>&1 || true
     if want S1; then
-        for c in $([ "$QUICK" = 1 ] && echo 64 || echo 16 64 256); do
+        for c in $([ "$SWEEP" = 1 ] && echo 16 64 256 || echo 64); do
             measure "S1-c$c" wrk wrk -t1 -c"$c" -d"${S}s" --latency "${H[@]}" "$base/small"
         done
         measure S1-rate oha oha -z "${S}s" -c 64 -q "$RATE" --latency-correction --no-tui --output-format json --host bench.test "$base/small"
@@ -259,7 +262,7 @@ if want S9; then
     mkdir -p "$W/scale"; cp "$W/manifests/bench.yaml" "$W/scale/"
     python3 "$HERE/gen_manifests.py" scale "$W/scale" "$W/ecdsa.crt" "$W/ecdsa.key"
     python3 "$HERE/scale.py" --bin "$BIN" --manifests "$W/scale" --out "$OUT/s9.json" \
-        --idle $([ "$QUICK" = 1 ] && echo 2000 || echo 10000) --changes $([ "$QUICK" = 1 ] && echo 10 || echo 100) 2>&1 | tail -n 5 >&2
+        --idle $([ "$QUICK" = 1 ] && echo 2000 || echo 10000) --changes $([ "$QUICK" = 1 ] && echo 10 || echo 50) 2>&1 | tail -n 5 >&2
 fi
 
 python3 "$HERE/report.py" "$OUT"

@@ -185,15 +185,15 @@ fn fxhash(b: &[u8]) -> u64 {
 
 #[test]
 fn manifests_corpus_and_mutations_compile_order_independently_without_panic() {
-    run("manifests", targets::manifests, 3_000);
+    run("manifests", targets::manifests, 10_000);
 }
 
 #[test]
 fn certificate_corpus_and_mutations_are_refused_or_served_without_panic() {
-    run("certificate", targets::certificate, 3_000);
+    run("certificate", targets::certificate, 10_000);
 }
 
 #[test]
 fn request_corpus_and_mutations_route_without_panic() {
-    run("request", targets::request, 20_000);
+    run("request", targets::request, 50_000);
 }
