@@ -65,7 +65,7 @@ for peer in $PEERS; do
         if [ "$peer" = nginx ]; then
             taskset -c 1 "${cmd[@]}"; wait_port 8080; vp=$(pgrep -P "$(cat "$W/nginx-proxy.pid")")
         else
-            RUST_LOG=warn taskset -c 1 "${cmd[@]}" > "$OUT/$peer.log" 2>&1 &
+            RUST_LOG=warn,rustls=error taskset -c 1 "${cmd[@]}" > "$OUT/$peer.log" 2>&1 &
             vp=$!; PIDS+=($vp); wait_port 8080
         fi
         taskset -c 0 h2load --h1 -n 2000 -c 16 "$URL" > /dev/null
@@ -78,7 +78,7 @@ for peer in $PEERS; do
         echo "$peer $SCEN requests=$ok syscalls=$calls syscalls/request=$(python3 -c "print(round($calls / max(1, $ok), 2))")" | tee -a "$OUT/summary.txt"
         continue
     fi
-    RUST_LOG=warn taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out.$peer" \
+    RUST_LOG=warn,rustls=error taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out.$peer" \
         "${cmd[@]}" > "$OUT/$peer.log" 2>&1 &
     vp=$!; PIDS+=($vp)
     wait_port 8080

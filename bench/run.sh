@@ -132,7 +132,8 @@ start_peer() {
     PEER="$1"
     case "$PEER" in
         portcullis)
-            RUST_LOG=warn taskset -c 1 "$BIN" serve --manifests "$W/manifests" --worker-threads 1 \
+            # access log off like the peers'; rustls would warn on every IP-address SNI
+            RUST_LOG=warn,rustls=error taskset -c 1 "$BIN" serve --manifests "$W/manifests" --worker-threads 1 \
                 --http-listen 127.0.0.1:8080 --https-listen 127.0.0.1:8443 --admin-listen 127.0.0.1:9090 \
                 --default-certificate bench/bench-tls --shutdown-drain-delay 0s --shutdown-grace-period 1s \
                 2>> "$OUT/raw/portcullis.log" &

@@ -104,7 +104,7 @@ def main():
                           "--http-listen", "127.0.0.1:8080", "--https-listen", "127.0.0.1:8443",
                           "--admin-listen", "127.0.0.1:9090", "--default-certificate", "bench/bench-tls",
                           "--shutdown-drain-delay", "0s", "--shutdown-grace-period", "1s"],
-                         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="info,access=off"))
+                         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, RUST_LOG="info,access=off,rustls=error"))
     try:
         peak = 0
         while not ready():

@@ -18,10 +18,12 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global tracing subscriber; `RUST_LOG` overrides the default `info` level.
+/// Installs the global tracing subscriber; `RUST_LOG` overrides the default: `info`, with
+/// rustls at `error` (it warns on every handshake whose SNI is an IP address, which clients
+/// connecting by address send: a log line per connection, and client-controlled).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
