@@ -222,8 +222,8 @@ scenarios() {
         measure S4 wrk wrk -t1 -c64 -d"${S}s" --latency "${H[@]}" "$tls/small"
     fi
     if want S5; then
-        measure S5 h2load h2load -c16 -m32 -D"$S" --warm-up-time=1 "$tls/small"
-        [ "$QUICK" = 1 ] || measure S5-c1m128 h2load h2load -c1 -m128 -D"$S" --warm-up-time=1 "$tls/small"
+        measure S5 h2load h2load -c16 -m32 -D"$S" --warm-up-time=0 "$tls/small"
+        [ "$QUICK" = 1 ] || measure S5-c1m128 h2load h2load -c1 -m128 -D"$S" --warm-up-time=0 "$tls/small"
     fi
 }
 
