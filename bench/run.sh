@@ -4,7 +4,7 @@
 # on CPU1, load generators and the neutral nginx backend on CPU0.
 #
 #   bench/run.sh            full matrix: 5 interleaved runs of 4 s per measurement (≈ 20 minutes)
-#   bench/run.sh --quick    3 runs, shorter measurements, fewer scenarios (< 3 minutes)
+#   bench/run.sh --quick    2 runs of 1 s, fewer variants, smaller S7-S10 (< 3 minutes)
 #   options: --runs N  --secs S  --out DIR  --no-install  --no-build  --only S1,S3,...
 #            --sweep (S1 also at -c16 and -c256)
 #
@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-if [ "$QUICK" = 1 ]; then RUNS=${RUNS:-3}; SECS=${SECS:-2}; else RUNS=${RUNS:-5}; SECS=${SECS:-4}; fi
+if [ "$QUICK" = 1 ]; then RUNS=${RUNS:-2}; SECS=${SECS:-1}; else RUNS=${RUNS:-5}; SECS=${SECS:-4}; fi
 OUT=${OUT:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)$([ "$QUICK" = 1 ] && echo -quick)}
 W=$(mktemp -d /tmp/portcullis-bench.XXXXXX)   # configs, certificates, files, pid files
 chmod 755 "$W"                                 # nginx workers (user nobody) read files/ here
@@ -242,7 +242,7 @@ done
 if want S7; then
     log "S7: 10,000-host route table (Portcullis; relative to its own S1 in the same process)"
     python3 "$HERE/gen_manifests.py" hosts "$W/manifests" "$W/ecdsa.crt" "$W/ecdsa.key"
-    for RUN in $(seq 1 "$RUNS"); do
+    for RUN in $(seq 1 "$([ "$QUICK" = 1 ] && echo 1 || echo "$RUNS")"); do
         start_peer portcullis
         taskset -c 0 wrk -t1 -c64 -d1s "${H[@]}" http://127.0.0.1:8080/small > /dev/null 2>&1 || true
         measure S7-S1 wrk wrk -t1 -c64 -d"${S}s" --latency "${H[@]}" http://127.0.0.1:8080/small
@@ -254,7 +254,7 @@ fi
 if want S8; then
     log "S8: configuration churn under load"
     RUN=1; start_peer portcullis
-    python3 "$HERE/churn.py" --manifests "$W/manifests" --secs $([ "$QUICK" = 1 ] && echo 20 || echo 60) \
+    python3 "$HERE/churn.py" --manifests "$W/manifests" --secs $([ "$QUICK" = 1 ] && echo 10 || echo 60) \
         --rate "$RATE" --websockets 200 --idle 1000 --out "$OUT/s8.json" --pid "${PEER_PIDS[0]}" 2>&1 | tail -n 5 >&2
     stop_peer
 fi
@@ -263,7 +263,7 @@ if want S9; then
     mkdir -p "$W/scale"; cp "$W/manifests/bench.yaml" "$W/scale/"
     python3 "$HERE/gen_manifests.py" scale "$W/scale" "$W/ecdsa.crt" "$W/ecdsa.key"
     python3 "$HERE/scale.py" --bin "$BIN" --manifests "$W/scale" --out "$OUT/s9.json" \
-        --idle $([ "$QUICK" = 1 ] && echo 2000 || echo 10000) --changes $([ "$QUICK" = 1 ] && echo 10 || echo 50) 2>&1 | tail -n 5 >&2
+        --idle $([ "$QUICK" = 1 ] && echo 1000 || echo 10000) --changes $([ "$QUICK" = 1 ] && echo 5 || echo 50) 2>&1 | tail -n 5 >&2
 fi
 
 python3 "$HERE/report.py" "$OUT"

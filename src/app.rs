@@ -348,15 +348,7 @@ fn start_cluster(
     let (leading_tx, leading_rx) = tokio::sync::watch::channel(!args.leader_elect);
     if args.leader_elect {
         let cfg = LeaseConfig {
-            namespace: args
-                .election_namespace
-                .clone()
-                .or_else(|| {
-                    std::env::var("POD_NAMESPACE")
-                        .ok()
-                        .filter(|s| !s.is_empty())
-                })
-                .unwrap_or_else(|| "default".into()),
+            namespace: args.election_namespace(),
             name: args.election_id.clone(),
             identity: identity.clone(),
             duration: Duration::from_secs(15),

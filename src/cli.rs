@@ -245,12 +245,14 @@ impl ServeArgs {
     pub fn cluster_resource_namespace(&self) -> String {
         self.cluster_resource_namespace
             .clone()
-            .or_else(|| {
-                std::env::var("POD_NAMESPACE")
-                    .ok()
-                    .filter(|s| !s.is_empty())
-            })
-            .unwrap_or_else(|| "default".into())
+            .unwrap_or_else(pod_namespace)
+    }
+
+    /// The namespace of the leader-election Lease.
+    pub fn election_namespace(&self) -> String {
+        self.election_namespace
+            .clone()
+            .unwrap_or_else(pod_namespace)
     }
 
     /// Data-plane settings.
@@ -292,6 +294,14 @@ impl ServeArgs {
         }
         Only::parse_from(["portcullis"]).args
     }
+}
+
+/// `$POD_NAMESPACE` (set by the chart), else `default`.
+fn pod_namespace() -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into())
 }
 
 /// Parses `namespace/name`.

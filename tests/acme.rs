@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use support::cluster::{ControlPlane, gate};
+use support::cluster::{ControlPlane, check, eventually, gate, jsonpath};
 use support::pebble::{Pebble, connect_verified};
 use support::*;
 
@@ -73,21 +73,6 @@ fn main() {
     conclusion.exit();
 }
 
-fn check(cond: bool, msg: impl Into<String>) -> Result<(), Failed> {
-    if cond { Ok(()) } else { Err(msg.into().into()) }
-}
-
-fn eventually(within: Duration, what: &str, mut f: impl FnMut() -> bool) -> Result<(), Failed> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Err(format!("timed out waiting for: {what}").into())
-}
-
 /// Namespace, backend Service and a ClusterAcmeIssuer for one test.
 fn setup(env: &Env, ns: &str, issuer: &str, solver: &str, profile: Option<&str>, ari: bool) {
     let cp = &env.cp;
@@ -148,22 +133,6 @@ fn replica(env: &Env, ns: &str, ip: &str, extra: &[&str], envs: &[(&str, &str)])
     p.http = http.parse().unwrap();
     p.https = https.parse().unwrap();
     p
-}
-
-fn jsonpath(cp: &ControlPlane, ns: &str, kind: &str, name: &str, path: &str) -> String {
-    String::from_utf8_lossy(
-        &cp.kubectl(&[
-            "-n",
-            ns,
-            "get",
-            kind,
-            name,
-            "-o",
-            &format!("jsonpath={path}"),
-        ])
-        .stdout,
-    )
-    .into_owned()
 }
 
 fn ready(cp: &ControlPlane, ns: &str, name: &str) -> bool {

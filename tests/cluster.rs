@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use support::cluster::{BackendNet, ControlPlane, controller, gate};
+use support::cluster::{BackendNet, ControlPlane, check, controller, eventually, gate, jsonpath};
 use support::*;
 
 struct Env {
@@ -125,22 +125,6 @@ fn ingress(ns: &str, name: &str, host: &str, svc: &str, port: u16, extra_spec: &
     )
 }
 
-fn check(cond: bool, msg: impl Into<String>) -> Result<(), Failed> {
-    if cond { Ok(()) } else { Err(msg.into().into()) }
-}
-
-/// Polls `f` until it returns true, for at most `within`.
-fn eventually(within: Duration, what: &str, mut f: impl FnMut() -> bool) -> Result<(), Failed> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!("timed out waiting for: {what}").into())
-}
-
 fn traffic_follows_changes(env: &Env) -> Result<(), Failed> {
     let (one, two) = (env.echo("one"), env.echo("two"));
     let cp = env.cp.lock().unwrap();
@@ -217,22 +201,6 @@ fn traffic_follows_changes(env: &Env) -> Result<(), Failed> {
         p.wait_for("b.test", "/", |r| r.status() == 404).await;
     });
     Ok(())
-}
-
-fn jsonpath(cp: &ControlPlane, ns: &str, kind: &str, name: &str, path: &str) -> String {
-    String::from_utf8_lossy(
-        &cp.kubectl(&[
-            "-n",
-            ns,
-            "get",
-            kind,
-            name,
-            "-o",
-            &format!("jsonpath={path}"),
-        ])
-        .stdout,
-    )
-    .into_owned()
 }
 
 fn status_publishes_address(env: &Env) -> Result<(), Failed> {

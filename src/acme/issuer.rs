@@ -1367,11 +1367,7 @@ async fn collect_challenges(
         if a.status != AuthorizationStatus::Pending {
             continue;
         }
-        let identifier = match a.identifier().identifier {
-            Identifier::Dns(d) => d.clone(),
-            Identifier::Ip(ip) => ip.to_string(),
-            other => format!("{other:?}"),
-        };
+        let identifier = identifier_name(a.identifier().identifier);
         let Some(ch) = a.challenge(ty.clone()) else {
             return Err(failure(
                 FailureClass::Policy,
@@ -1391,17 +1387,22 @@ async fn collect_challenges(
     Ok(out)
 }
 
+/// The name an ACME identifier stands for.
+fn identifier_name(id: &Identifier) -> String {
+    match id {
+        Identifier::Dns(d) => d.clone(),
+        Identifier::Ip(ip) => ip.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
 async fn invalid_detail(order: &mut Order) -> String {
     let mut details = Vec::new();
     let mut authzs = order.authorizations();
     while let Some(Ok(a)) = authzs.next().await {
         for c in &a.challenges {
             if let Some(err) = &c.error {
-                let ident = match a.identifier().identifier {
-                    Identifier::Dns(d) => d.clone(),
-                    Identifier::Ip(ip) => ip.to_string(),
-                    other => format!("{other:?}"),
-                };
+                let ident = identifier_name(a.identifier().identifier);
                 details.push(format!(
                     "{ident}: {}",
                     err.detail

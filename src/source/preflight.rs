@@ -144,15 +144,7 @@ pub fn required(args: &ServeArgs) -> Vec<Permission> {
         });
     }
     if args.leader_elect {
-        let ns = args
-            .election_namespace
-            .clone()
-            .or_else(|| {
-                std::env::var("POD_NAMESPACE")
-                    .ok()
-                    .filter(|s| !s.is_empty())
-            })
-            .unwrap_or_else(|| "default".into());
+        let ns = args.election_namespace();
         out.push(p(
             "create",
             "coordination.k8s.io",

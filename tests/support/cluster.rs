@@ -573,3 +573,41 @@ pub fn helm_offline(bins: &Bins, args: &[&str]) -> Result<String, String> {
         ))
     }
 }
+
+/// A test failure unless `cond` holds.
+pub fn check(cond: bool, msg: impl Into<String>) -> Result<(), libtest_mimic::Failed> {
+    if cond { Ok(()) } else { Err(msg.into().into()) }
+}
+
+/// Polls `f` until it returns true, for at most `within`.
+pub fn eventually(
+    within: Duration,
+    what: &str,
+    mut f: impl FnMut() -> bool,
+) -> Result<(), libtest_mimic::Failed> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    Err(format!("timed out waiting for: {what}").into())
+}
+
+/// `kubectl get KIND NAME -o jsonpath=PATH` in namespace `ns` (empty output on error).
+pub fn jsonpath(cp: &ControlPlane, ns: &str, kind: &str, name: &str, path: &str) -> String {
+    String::from_utf8_lossy(
+        &cp.kubectl(&[
+            "-n",
+            ns,
+            "get",
+            kind,
+            name,
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+        .stdout,
+    )
+    .into_owned()
+}
