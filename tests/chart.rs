@@ -19,7 +19,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use portcullis::cli::{Cli, ServeArgs};
 use serde_json::Value;
 use support::Portcullis;
-use support::cluster::{BackendNet, Bins, ControlPlane, gate, helm_offline};
+use support::cluster::{BackendNet, Bins, ControlPlane, check, eventually, gate, helm_offline};
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/portcullis");
 const SYNC_CRDS: &str = "bash hack/sync-chart-crds.sh (or: cp crds/*.yaml charts/portcullis/crds/)";
@@ -144,21 +144,6 @@ fn main() {
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
-
-fn check(cond: bool, msg: impl Into<String>) -> Result<(), Failed> {
-    if cond { Ok(()) } else { Err(msg.into().into()) }
-}
-
-fn eventually(within: Duration, what: &str, mut f: impl FnMut() -> bool) -> Result<(), Failed> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Err(format!("timed out waiting for: {what}").into())
-}
 
 fn msg(e: &Failed) -> &str {
     e.message().unwrap_or_default()

@@ -436,13 +436,16 @@ impl Controller {
             .map(|o| (o.namespace.clone(), o.name.clone()))
             .collect();
         let (desired, _problems) = desired_certificates(&refs, &ours, self.cfg.shim);
+        // One pass over the cache, indexed, instead of a scan per desired certificate.
+        let existing: HashMap<(String, String), Arc<AcmeCertificate>> = all(certs)
+            .into_iter()
+            .map(|c| ((c.namespace().unwrap_or_default(), c.name_any()), c))
+            .collect();
         let mut wanted = HashSet::new();
         for d in &desired {
             let (ns, name) = (d.namespace().unwrap_or_default(), d.name_any());
             wanted.insert((ns.clone(), name.clone()));
-            let current = all(certs)
-                .into_iter()
-                .find(|c| c.namespace().as_deref() == Some(&ns) && c.name_any() == name);
+            let current = existing.get(&(ns.clone(), name.clone()));
             if current
                 .as_ref()
                 .is_some_and(|c| c.spec == d.spec && c.metadata.labels == d.metadata.labels)
@@ -468,11 +471,10 @@ impl Controller {
                 }
             }
         }
-        for c in all(certs) {
-            let (ns, name) = (c.namespace().unwrap_or_default(), c.name_any());
-            if owned_by_an_ingress(&c) && !wanted.contains(&(ns.clone(), name.clone())) {
-                let api: Api<AcmeCertificate> = Api::namespaced(self.client.clone(), &ns);
-                match api.delete(&name, &DeleteParams::default()).await {
+        for ((ns, name), c) in &existing {
+            if owned_by_an_ingress(c) && !wanted.contains(&(ns.clone(), name.clone())) {
+                let api: Api<AcmeCertificate> = Api::namespaced(self.client.clone(), ns);
+                match api.delete(name, &DeleteParams::default()).await {
                     Ok(_) => {
                         tracing::info!(certificate = %format!("{ns}/{name}"), "AcmeCertificate no longer referenced; deleted")
                     }

@@ -308,23 +308,7 @@ impl ControlPlane {
     }
 
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> String {
-        use std::io::Write;
-        let mut child = Command::new(&self.bins.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = self.kubectl_input(args, input);
         assert!(
             out.status.success(),
             "kubectl {args:?} failed: {}\n{input}",
@@ -514,13 +498,7 @@ impl Drop for BackendNet {
 
 /// Starts `portcullis serve` in cluster mode with `kubeconfig` and extra flags.
 pub fn controller(kubeconfig: &Path, extra: &[&str]) -> super::Portcullis {
-    let mut args: Vec<String> = Vec::new();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    super::Portcullis::spawn_with(
-        None,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
-    )
+    super::Portcullis::spawn_with(None, extra, &[("KUBECONFIG", kubeconfig.to_str().unwrap())])
 }
 
 impl ControlPlane {
