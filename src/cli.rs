@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// Most client connections open at once per listener; more wait in the accept queue.
     #[arg(long, env = "PORTCULLIS_MAX_CONNECTIONS", default_value_t = 65536)]
     pub max_connections: usize,
+    /// Serve plain HTTP/1.1 requests on the lean fast path (`false`: every request takes the
+    /// general hyper path; an escape hatch, both apply the same rules).
+    #[arg(long, env = "PORTCULLIS_HTTP1_FAST_PATH", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub http1_fast_path: bool,
     /// Most concurrent HTTP/2 streams per client connection.
     #[arg(long, env = "PORTCULLIS_MAX_CONCURRENT_STREAMS", default_value_t = 256)]
     pub max_concurrent_streams: u32,
@@ -264,6 +268,7 @@ impl ServeArgs {
             keepalive_timeout: self.keepalive_timeout,
             tls_handshake_timeout: self.tls_handshake_timeout,
             max_connections: self.max_connections,
+            http1_fast_path: self.http1_fast_path,
             max_concurrent_streams: self.max_concurrent_streams,
             max_header_bytes: self.max_request_header_bytes,
             max_body_bytes: self.max_request_body_bytes,

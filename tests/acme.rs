@@ -60,6 +60,10 @@ fn main() {
             "a_new_leader_resumes_the_same_order",
             leader_restart_resumes_order,
         ),
+        (
+            "a_rate_limited_order_waits_for_the_cas_retry_after",
+            rate_limited_retry_after,
+        ),
     ];
     let trials = tests
         .iter()
@@ -667,4 +671,259 @@ fn leader_restart_resumes_order(env: &Env) -> Result<(), Failed> {
         format!("replica-b resumed {order}:\n{log}"),
     )?;
     check(!log.contains("order created"), "no second order")
+}
+
+/// A stand-in ACME CA on 127.0.0.1 (HTTPS under its own root): it registers accounts and
+/// answers every newOrder with 429 `rateLimited` and `Retry-After: <seconds>`. It checks no
+/// signatures; it exists to show what the controller does with the header.
+struct RateLimitedCa {
+    addr: std::net::SocketAddr,
+    /// The root its serving certificate chains to, PEM.
+    ca_pem: String,
+    /// When each newOrder arrived.
+    orders: Arc<std::sync::Mutex<Vec<Instant>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RateLimitedCa {
+    async fn start(retry_after_secs: u64) -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "rate-limited test CA");
+        let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let orders = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let ca = AcmeAnswers {
+            base: format!("https://{addr}"),
+            retry_after_secs,
+            orders: orders.clone(),
+        };
+        let server = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, ca) = (acceptor.clone(), ca.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |req| {
+                        let ca = ca.clone();
+                        async move { Ok::<_, std::convert::Infallible>(ca.answer(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        RateLimitedCa {
+            addr,
+            ca_pem,
+            orders,
+            server,
+        }
+    }
+
+    fn directory(&self) -> String {
+        format!("https://{}/dir", self.addr)
+    }
+
+    fn orders(&self) -> Vec<Instant> {
+        self.orders.lock().unwrap().clone()
+    }
+}
+
+impl Drop for RateLimitedCa {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The fake CA's answers: directory, nonces, accounts, and 429 for every newOrder.
+#[derive(Clone)]
+struct AcmeAnswers {
+    base: String,
+    retry_after_secs: u64,
+    orders: Arc<std::sync::Mutex<Vec<Instant>>>,
+}
+
+impl AcmeAnswers {
+    async fn answer(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+        use http_body_util::BodyExt;
+        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+        let _ = req.into_body().collect().await;
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let rsp = http::Response::builder().header("replay-nonce", nonce);
+        let json =
+            |rsp: http::response::Builder, status: u16, ct: &str, body: serde_json::Value| {
+                rsp.status(status)
+                    .header("content-type", ct)
+                    .body(body.to_string().into())
+                    .unwrap()
+            };
+        let base = &self.base;
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/dir") => json(
+                rsp,
+                200,
+                "application/json",
+                serde_json::json!({
+                    "newNonce": format!("{base}/nonce"),
+                    "newAccount": format!("{base}/account"),
+                    "newOrder": format!("{base}/order"),
+                }),
+            ),
+            ("HEAD" | "GET", "/nonce") => rsp.status(200).body(Default::default()).unwrap(),
+            ("POST", "/account") => json(
+                rsp.header("location", format!("{base}/account/1")),
+                201,
+                "application/json",
+                serde_json::json!({"status": "valid"}),
+            ),
+            ("POST", "/order") => {
+                self.orders.lock().unwrap().push(Instant::now());
+                json(
+                    rsp.header("retry-after", self.retry_after_secs.to_string()),
+                    429,
+                    "application/problem+json",
+                    serde_json::json!({
+                        "type": "urn:ietf:params:acme:error:rateLimited",
+                        "detail": "too many new orders recently",
+                        "status": 429,
+                    }),
+                )
+            }
+            _ => json(
+                rsp,
+                404,
+                "application/problem+json",
+                serde_json::json!({"type": "urn:ietf:params:acme:error:malformed", "status": 404}),
+            ),
+        }
+    }
+}
+
+fn rate_limited_retry_after(env: &Env) -> Result<(), Failed> {
+    let (ns, host, issuer) = ("acme-ratelimit", "www.ratelimit.test", "ratelimited");
+    let ca = env.rt.block_on(RateLimitedCa::start(7));
+    env.cp.namespace(ns);
+    env.cp.apply("apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: portcullis}\nspec: {controller: portcullis.dev/ingress-controller}\n");
+    use base64::Engine;
+    let bundle = base64::engine::general_purpose::STANDARD.encode(&ca.ca_pem);
+    env.cp.apply(&format!(
+        "apiVersion: portcullis.dev/v1alpha1\nkind: ClusterAcmeIssuer\nmetadata: {{name: {issuer}}}\nspec:\n  acme:\n    server: {}\n    caBundle: {bundle}\n    privateKeySecretRef: {{name: {issuer}-account}}\n    solvers:\n    - http01: {{}}\n",
+        ca.directory()
+    ));
+    // The class backoff (5 min) is far longer than Retry-After (7 s): only the header can
+    // bring the next attempt within seconds.
+    let p = replica(env, ns, "127.0.0.20", &["--acme-backoff-base", "300s"], &[]);
+    env.cp
+        .apply(&acme_ingress(ns, "shop", host, "limited-tls", issuer));
+    let mut status = serde_json::Value::Null;
+    eventually(Duration::from_secs(60), "Issuing=False/Failed", || {
+        let out = env.cp.kubectl(&[
+            "-n",
+            ns,
+            "get",
+            "acmecertificate",
+            "limited-tls",
+            "-o",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let failed = v["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Issuing" && c["reason"] == "Failed")
+        });
+        if failed {
+            status = v["status"].clone();
+        }
+        failed
+    })
+    .map_err(|e| format!("{}\n{}", e.message().unwrap_or_default(), p.log_text()))?;
+    let conds = status["conditions"].as_array().cloned().unwrap_or_default();
+    let msg = conds
+        .iter()
+        .find(|c| c["type"] == "Issuing")
+        .and_then(|c| c["message"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    check(
+        msg.starts_with("RateLimited:") && msg.contains("too many new orders recently"),
+        format!("classified with the CA's detail: {msg}"),
+    )?;
+    let next = msg
+        .split_once("rate limited by the CA; next attempt at ")
+        .and_then(|(_, rest)| rest.strip_suffix(" (Retry-After)"))
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .ok_or_else(|| format!("no Retry-After schedule in the condition: {msg}"))?;
+    let failed_at = status["lastFailureTime"]
+        .as_str()
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .ok_or("lastFailureTime set")?;
+    let wait = next.as_second() - failed_at.as_second();
+    check(
+        (5..=10).contains(&wait),
+        format!("next attempt {wait}s after the failure: Retry-After is 7 s, the backoff 300 s"),
+    )?;
+    let events = env.cp.kubectl_ok(&[
+        "-n",
+        ns,
+        "get",
+        "events.events.k8s.io",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}={.note}{\"\\n\"}{end}",
+    ]);
+    check(
+        events.lines().any(|l| {
+            l.starts_with("RateLimited=RateLimited:")
+                && l.contains("rate limited by the CA; next attempt at ")
+                && l.ends_with("(Retry-After)")
+        }),
+        format!("events: {events}"),
+    )?;
+    // The CA sees the second newOrder no sooner than Retry-After, and long before the backoff.
+    eventually(Duration::from_secs(30), "a second newOrder", || {
+        ca.orders().len() >= 2
+    })
+    .map_err(|e| format!("{}\n{}", e.message().unwrap_or_default(), p.log_text()))?;
+    let orders = ca.orders();
+    let gap = orders[1].duration_since(orders[0]);
+    check(
+        gap >= Duration::from_secs(7),
+        format!("second newOrder {gap:?} after the first, before Retry-After (7 s)"),
+    )?;
+    let metrics = env
+        .rt
+        .block_on(get(p.admin, "admin", "/metrics"))
+        .unwrap()
+        .text();
+    check(
+        metrics.contains("portcullis_acme_orders_total{result=\"RateLimited\"}"),
+        metrics,
+    )
 }

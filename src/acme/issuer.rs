@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use instant_acme::{
@@ -26,9 +26,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::challenge::{http01_answers, tls_alpn_certificates, tls_alpn_key_authorizations};
+use super::client::{AcmeHttp, RetryAfterSlot};
 use super::desired::{INGRESS_LABEL, ShimOptions, desired_certificates};
 use super::metrics::{AcmeMetrics, CertLabel, OrderLabels, ValidationLabels};
-use super::schedule::{FailureClass, backoff, parse_go_duration, renewal_time};
+use super::schedule::{FailureClass, backoff, parse_go_duration, renewal_time, retry_after_time};
 use crate::api::{
     AcmeCertificate, AcmeCertificateStatus, AcmeIssuer, AcmeIssuerConfig, AriStatus,
     CertificateAcmeStatus, ChallengeStatus, ClusterAcmeIssuer, IssuerAcmeStatus, IssuerStatus,
@@ -111,6 +112,8 @@ pub async fn run(
         answers,
         metrics,
         accounts: tokio::sync::Mutex::new(HashMap::new()),
+        retry_slots: Default::default(),
+        retry_at: Default::default(),
     });
     let mut running: JoinSet<String> = JoinSet::new();
     let mut in_flight: HashSet<String> = HashSet::new();
@@ -134,7 +137,14 @@ pub async fn run(
                     &cert.namespace().unwrap_or_default(),
                     &cert.spec.secret_name,
                 );
-                match decide(&cert, secret.as_deref(), now, ctl.cfg.backoff_base) {
+                let retry_at = ctl.retry_at(&key);
+                match decide(
+                    &cert,
+                    secret.as_deref(),
+                    now,
+                    ctl.cfg.backoff_base,
+                    retry_at,
+                ) {
                     Action::Wait(at) => {
                         let wait = Duration::from_secs(u64::try_from(at - now).unwrap_or(0).max(1));
                         next_wake = next_wake.min(wait);
@@ -263,13 +273,20 @@ fn format_time(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Pure decision for one certificate at `now`.
+/// Pure decision for one certificate at `now`; `retry_at` is the next attempt the CA asked
+/// for with `Retry-After`, which replaces the class backoff.
 fn decide(
     cert: &AcmeCertificate,
     secret: Option<&Secret>,
     now: i64,
     backoff_base: Duration,
+    retry_at: Option<i64>,
 ) -> Action {
+    if let Some(at) = retry_at
+        && now < at
+    {
+        return Action::Wait(at);
+    }
     let status = cert.status.clone().unwrap_or_default();
     if status
         .acme
@@ -281,6 +298,7 @@ fn decide(
     }
     let attempts = status.failed_issuance_attempts.unwrap_or(0);
     if attempts > 0
+        && retry_at.is_none()
         && let Some(failed) = parse_time(&status.last_failure_time)
     {
         let retry = failed + backoff(attempts, backoff_base).as_secs() as i64;
@@ -417,9 +435,41 @@ struct Controller {
     metrics: AcmeMetrics,
     /// Accounts by issuer key, with the spec they were made from.
     accounts: tokio::sync::Mutex<HashMap<String, (AcmeIssuerConfig, Account)>>,
+    /// The CA's last `Retry-After` by issuer key, shared with that issuer's HTTP client.
+    retry_slots: std::sync::Mutex<HashMap<String, RetryAfterSlot>>,
+    /// Next attempt (unix seconds) the CA asked for with `Retry-After`, by `namespace/name`.
+    /// Kept in memory only: after a leader change the class backoff applies once more.
+    retry_at: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 impl Controller {
+    /// The `Retry-After` slot of the issuer `issuer_key`.
+    fn retry_slot(&self, issuer_key: &str) -> RetryAfterSlot {
+        self.retry_slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(issuer_key.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// When the CA allows the next attempt for the certificate `key`, if it said so.
+    fn retry_at(&self, key: &str) -> Option<i64> {
+        self.retry_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .copied()
+    }
+
+    fn set_retry_at(&self, key: &str, at: Option<i64>) {
+        let mut map = self.retry_at.lock().unwrap_or_else(|e| e.into_inner());
+        match at {
+            Some(at) => map.insert(key.to_owned(), at),
+            None => map.remove(key),
+        };
+    }
+
     /// Creates, updates and deletes the AcmeCertificates annotated Ingresses ask for.
     async fn sync_desired(
         &self,
@@ -710,8 +760,10 @@ impl Controller {
             cert.name_any()
         );
         tracing::info!(certificate = %id, trigger, "issuing");
+        let started = SystemTime::now();
         match self.try_issue(cert, trigger).await {
             Ok(()) => {
+                self.set_retry_at(&id, None);
                 self.metrics
                     .orders
                     .get_or_create(&OrderLabels {
@@ -743,7 +795,33 @@ impl Controller {
                         acme.order = None;
                     }
                 }
-                let msg = format!("{}: {}", f.class.as_str(), f.message);
+                // A Retry-After the CA sent during this attempt replaces the class backoff.
+                let retry_at = match f.class {
+                    FailureClass::RateLimited | FailureClass::Transient => self
+                        .retry_slot(&issuer_key(cert))
+                        .take_since(started)
+                        .map(|r| unix_ceil(retry_after_time(r.answered, r.delay))),
+                    _ => None,
+                };
+                self.set_retry_at(&id, retry_at);
+                let mut msg = format!("{}: {}", f.class.as_str(), f.message);
+                let note = match retry_at {
+                    Some(at) => {
+                        let why = match f.class {
+                            FailureClass::RateLimited => "rate limited by the CA",
+                            _ => "the CA asked to wait",
+                        };
+                        msg = format!(
+                            "{msg}; {why}; next attempt at {} (Retry-After)",
+                            format_time(at)
+                        );
+                        msg.clone()
+                    }
+                    None => format!(
+                        "{msg}; next attempt in {}s",
+                        backoff(attempts, self.cfg.backoff_base).as_secs()
+                    ),
+                };
                 let generation = cert.metadata.generation;
                 set_condition(
                     &mut status.conditions,
@@ -763,12 +841,14 @@ impl Controller {
                         generation,
                     );
                 }
-                let wait = backoff(attempts, self.cfg.backoff_base);
-                let note = format!("{msg}; next attempt in {}s", wait.as_secs());
                 if let Err(e) = self.patch_status(cert, &status).await {
                     tracing::warn!(certificate = %id, error = %e, "cannot update status");
                 }
-                self.event(cert, true, "Failed", &note).await;
+                let reason = match f.class {
+                    FailureClass::RateLimited => "RateLimited",
+                    _ => "Failed",
+                };
+                self.event(cert, true, reason, &note).await;
             }
         }
     }
@@ -1163,7 +1243,8 @@ impl Controller {
         let r = &cert.spec.issuer_ref;
         let cert_ns = cert.namespace().unwrap_or_default();
         let cluster = issuer_kind(cert) == "ClusterAcmeIssuer";
-        let (spec, key_ns, cache_key) = if cluster {
+        let cache_key = issuer_key(cert);
+        let (spec, key_ns) = if cluster {
             let api: Api<ClusterAcmeIssuer> = Api::all(self.client.clone());
             let i = api.get_opt(&r.name).await?.ok_or_else(|| {
                 failure(
@@ -1171,11 +1252,7 @@ impl Controller {
                     format!("ClusterAcmeIssuer {} not found", r.name),
                 )
             })?;
-            (
-                i.spec.acme,
-                self.cfg.cluster_resource_namespace.clone(),
-                format!("cluster/{}", r.name),
-            )
+            (i.spec.acme, self.cfg.cluster_resource_namespace.clone())
         } else {
             let api: Api<AcmeIssuer> = Api::namespaced(self.client.clone(), &cert_ns);
             let i = api.get_opt(&r.name).await?.ok_or_else(|| {
@@ -1184,18 +1261,16 @@ impl Controller {
                     format!("AcmeIssuer {cert_ns}/{} not found", r.name),
                 )
             })?;
-            (
-                i.spec.acme,
-                cert_ns.clone(),
-                format!("{cert_ns}/{}", r.name),
-            )
+            (i.spec.acme, cert_ns.clone())
         };
         if let Some((s, a)) = self.accounts.lock().await.get(&cache_key)
             && *s == spec
         {
             return Ok((spec, a.clone()));
         }
-        let result = self.register(&spec, &key_ns).await;
+        let result = self
+            .register(&spec, &key_ns, self.retry_slot(&cache_key))
+            .await;
         let (ready, reason, message, acme) = match &result {
             Ok(a) => (
                 "True",
@@ -1237,8 +1312,13 @@ impl Controller {
         Ok((spec, account))
     }
 
-    async fn register(&self, spec: &AcmeIssuerConfig, key_ns: &str) -> Result<Account, Failure> {
-        let builder = builder(spec)?;
+    async fn register(
+        &self,
+        spec: &AcmeIssuerConfig,
+        key_ns: &str,
+        retry_after: RetryAfterSlot,
+    ) -> Result<Account, Failure> {
+        let builder = builder(spec, retry_after)?;
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), key_ns);
         let ref_name = &spec.private_key_secret_ref.name;
         let key_field = spec
@@ -1325,6 +1405,21 @@ fn owned_by_an_ingress(c: &AcmeCertificate) -> bool {
             o.iter()
                 .any(|r| r.kind == "Ingress" && r.controller == Some(true))
         })
+}
+
+/// The key of the certificate's issuer in the account and `Retry-After` caches.
+fn issuer_key(cert: &AcmeCertificate) -> String {
+    let name = &cert.spec.issuer_ref.name;
+    match issuer_kind(cert) {
+        "ClusterAcmeIssuer" => format!("cluster/{name}"),
+        _ => format!("{}/{name}", cert.namespace().unwrap_or_default()),
+    }
+}
+
+/// Unix seconds of `t`, rounded up: waiting until then is never early.
+fn unix_ceil(t: SystemTime) -> i64 {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)) as i64
 }
 
 fn issuer_kind(cert: &AcmeCertificate) -> &str {
@@ -1421,26 +1516,25 @@ async fn invalid_detail(order: &mut Order) -> String {
     }
 }
 
-fn builder(spec: &AcmeIssuerConfig) -> Result<AccountBuilder, Failure> {
-    match spec.ca_bundle.as_deref().filter(|s| !s.is_empty()) {
-        None => Ok(Account::builder()?),
-        Some(b64) => {
-            let pem = base64::engine::general_purpose::STANDARD
+/// An account builder whose HTTP client trusts the issuer's `caBundle` (else the platform)
+/// and records the CA's `Retry-After` into `retry_after`.
+fn builder(
+    spec: &AcmeIssuerConfig,
+    retry_after: RetryAfterSlot,
+) -> Result<AccountBuilder, Failure> {
+    let ca_pem = match spec.ca_bundle.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(b64) => Some(
+            base64::engine::general_purpose::STANDARD
                 .decode(b64.trim())
                 .map_err(|e| {
                     failure(FailureClass::Policy, format!("caBundle is not base64: {e}"))
-                })?;
-            let path = std::env::temp_dir().join(format!(
-                "portcullis-ca-{}.pem",
-                uuid::Uuid::new_v4().simple()
-            ));
-            std::fs::write(&path, &pem)
-                .map_err(|e| failure(FailureClass::Transient, e.to_string()))?;
-            let b = Account::builder_with_root(&path);
-            let _ = std::fs::remove_file(&path);
-            Ok(b?)
-        }
-    }
+                })?,
+        ),
+    };
+    let http = AcmeHttp::new(ca_pem.as_deref(), retry_after)
+        .map_err(|e| failure(FailureClass::Policy, e.to_string()))?;
+    Ok(Account::builder_with_http(Box::new(http)))
 }
 
 fn pem_encode(label: &str, der: &[u8]) -> String {
@@ -1452,4 +1546,73 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::AcmeCertificateSpec;
+
+    /// A certificate whose last attempt failed at unix 1000, `attempts` times in a row.
+    fn failed(attempts: i64, order_in_flight: bool) -> AcmeCertificate {
+        let mut cert = AcmeCertificate::new("shop-tls", AcmeCertificateSpec::default());
+        cert.status = Some(AcmeCertificateStatus {
+            failed_issuance_attempts: Some(attempts),
+            last_failure_time: Some(format_time(1000)),
+            acme: order_in_flight.then(|| CertificateAcmeStatus {
+                order: Some(crate::api::OrderStatus {
+                    url: "https://ca.test/order/1".into(),
+                    state: Some("pending".into()),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        cert
+    }
+
+    const BASE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn without_retry_after_the_class_backoff_applies() {
+        assert_eq!(
+            decide(&failed(2, false), None, 1001, BASE, None),
+            Action::Wait(1600)
+        );
+    }
+
+    #[test]
+    fn retry_after_replaces_a_longer_class_backoff() {
+        let cert = failed(2, false);
+        assert_eq!(
+            decide(&cert, None, 1001, BASE, Some(1007)),
+            Action::Wait(1007)
+        );
+        assert_eq!(
+            decide(&cert, None, 1007, BASE, Some(1007)),
+            Action::Issue("DoesNotExist")
+        );
+    }
+
+    #[test]
+    fn retry_after_replaces_a_shorter_class_backoff() {
+        let cert = failed(1, false);
+        assert_eq!(
+            decide(&cert, None, 1061, BASE, Some(1300)),
+            Action::Wait(1300)
+        );
+    }
+
+    #[test]
+    fn retry_after_holds_back_resuming_an_order() {
+        let cert = failed(1, true);
+        assert_eq!(
+            decide(&cert, None, 1001, BASE, Some(1030)),
+            Action::Wait(1030)
+        );
+        assert_eq!(
+            decide(&cert, None, 1030, BASE, Some(1030)),
+            Action::Issue("Resuming")
+        );
+    }
 }

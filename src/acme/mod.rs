@@ -2,6 +2,7 @@
 //! every replica serves.
 
 pub mod challenge;
+pub mod client;
 pub mod desired;
 pub mod issuer;
 pub mod metrics;

@@ -1,6 +1,6 @@
 //! Pure timing decisions: when to renew, how long to back off, how to classify a failure.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// When to renew a certificate valid from `not_before` to `not_after` (unix seconds): at 2/3
 /// of the lifetime (1/2 under 10 days), and never later than `renew_before` ahead of expiry.
@@ -28,6 +28,33 @@ pub fn backoff(attempts: i64, base: Duration) -> Duration {
         _ => u32::MAX,
     };
     base.saturating_mul(factor).min(Duration::from_secs(86_400))
+}
+
+/// The shortest wait a `Retry-After` can impose: `0` or a past date must not make a hot loop.
+pub const RETRY_AFTER_FLOOR: Duration = Duration::from_secs(5);
+
+/// The longest wait a `Retry-After` can impose, as the longest class backoff: a wrong or
+/// absurd value costs at most one early attempt a day, which the CA answers with a new
+/// `Retry-After`. (Let's Encrypt's longest limits refill within days, so a real value above a
+/// day is possible; one extra rejected order a day is harmless.)
+pub const RETRY_AFTER_CEILING: Duration = Duration::from_secs(86_400);
+
+/// Parses a `Retry-After` value (RFC 9110 §10.2.3): `delay-seconds` or an HTTP-date, the
+/// latter relative to `now` (zero when past). `None` for anything else, e.g. `-5` or `soon`.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits but too large for u64 is still a valid (huge) delay.
+        return Some(value.parse().map_or(Duration::MAX, Duration::from_secs));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// When to try again after the CA answered at `answered` with `Retry-After: delay`: the delay
+/// held between [`RETRY_AFTER_FLOOR`] and [`RETRY_AFTER_CEILING`].
+pub fn retry_after_time(answered: SystemTime, delay: Duration) -> SystemTime {
+    answered + delay.clamp(RETRY_AFTER_FLOOR, RETRY_AFTER_CEILING)
 }
 
 /// Why an issuance failed; decides the retry.
@@ -167,6 +194,79 @@ mod tests {
             c("urn:ietf:params:acme:error:serverInternal"),
             FailureClass::Transient
         );
+    }
+
+    fn at(unix: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(unix)
+    }
+
+    #[test]
+    fn retry_after_delay_seconds_are_a_wait_from_now() {
+        let now = at(1_000_000);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(Duration::MAX)
+        );
+    }
+
+    #[test]
+    fn retry_after_http_dates_are_relative_to_now_in_all_three_formats() {
+        // 1994-11-06T08:49:37Z is unix 784111777 (RFC 9110's example date).
+        let now = at(784_111_777 - 90);
+        let ninety = Some(Duration::from_secs(90));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            ninety
+        );
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now),
+            ninety
+        );
+        assert_eq!(parse_retry_after("Sun Nov  6 08:49:37 1994", now), ninety);
+    }
+
+    #[test]
+    fn retry_after_in_the_past_means_no_wait() {
+        let now = at(784_111_777 + 3600);
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
+            Some(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn retry_after_garbage_and_negative_values_are_ignored() {
+        let now = at(1_000_000);
+        for v in [
+            "",
+            " ",
+            "-5",
+            "+5",
+            "1.5",
+            "5s",
+            "soon",
+            "0x10",
+            "Sun, 06 Nov 1994",
+        ] {
+            assert_eq!(parse_retry_after(v, now), None, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_time_is_held_between_floor_and_ceiling() {
+        let t = at(1_000_000);
+        assert_eq!(
+            retry_after_time(t, Duration::from_secs(7)),
+            t + Duration::from_secs(7)
+        );
+        assert_eq!(retry_after_time(t, Duration::ZERO), t + RETRY_AFTER_FLOOR);
+        assert_eq!(retry_after_time(t, Duration::MAX), t + RETRY_AFTER_CEILING);
     }
 
     #[test]

@@ -221,7 +221,7 @@ thread_local! {
 
 /// A random version-4 UUID in simple form (32 hex digits), without a system call per id
 /// (wyrand: a fast non-cryptographic generator).
-fn new_request_id() -> HeaderValue {
+pub(crate) fn new_request_id() -> HeaderValue {
     let next = || {
         ID_STATE.with(|s| {
             let x = s.get().wrapping_add(0xa076_1d64_78bd_642f);

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::service::ConnInfo;
-use super::{Body, BoxError, Proxy};
+use super::{Body, BoxError, Proxy, h1};
 use crate::telemetry::ListenerLabel;
 
 /// Serves plain HTTP (HTTP/1.1, and h2c with prior knowledge) until `shutdown`, then lets
@@ -229,6 +229,19 @@ impl Conn {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        // HTTP/1.1 requests take the fast path for as long as they suit it.
+        let (stream, prefix) = if alpn.as_deref() == Some(b"h2") {
+            (stream, Bytes::new())
+        } else {
+            match h1::serve(&self.proxy, &info, stream, &self.drain).await {
+                h1::End::Closed => return,
+                h1::End::HandOff(stream, prefix) => {
+                    self.activity.restart();
+                    (stream, prefix)
+                }
+            }
+        };
+        let stream = h1::Prefixed::new(prefix, stream);
         let info = Arc::new(info);
         let (proxy, activity) = (self.proxy.clone(), self.activity.clone());
         let svc = service_fn(move |req: Request<Incoming>| {

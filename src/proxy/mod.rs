@@ -3,6 +3,7 @@
 
 mod body;
 mod error;
+mod h1;
 mod headers;
 mod listener;
 mod pool;
@@ -44,6 +45,8 @@ pub struct Config {
     pub tls_handshake_timeout: Duration,
     /// Most client connections open at once (per listener); more wait in the accept queue.
     pub max_connections: usize,
+    /// Plain HTTP/1.1 requests take the fast path (`h1`) where they suit it.
+    pub http1_fast_path: bool,
     /// Most concurrent HTTP/2 streams per client connection.
     pub max_concurrent_streams: u32,
     /// Idle upstream connections are closed after this long.
@@ -67,6 +70,7 @@ impl Default for Config {
             keepalive_timeout: Duration::from_secs(75),
             tls_handshake_timeout: Duration::from_secs(10),
             max_connections: 65536,
+            http1_fast_path: true,
             max_concurrent_streams: 256,
             upstream_idle_timeout: Duration::from_secs(60),
             max_header_bytes: 32 * 1024,
@@ -85,6 +89,8 @@ pub struct Proxy {
     certs: Arc<ArcSwap<Store>>,
     metrics: Arc<Metrics>,
     client: service::Upstream,
+    /// Idle upstream sockets of the HTTP/1.1 fast path.
+    sockets: Arc<pool::Pool<tokio::net::TcpStream>>,
     challenges: Http01Answers,
 }
 
@@ -98,7 +104,9 @@ impl Proxy {
         challenges: Http01Answers,
     ) -> Arc<Self> {
         let client = service::Upstream::new(&config);
+        let sockets = pool::Pool::new(config.connect_timeout, config.upstream_idle_timeout);
         Arc::new(Self {
+            sockets,
             config,
             table,
             certs,

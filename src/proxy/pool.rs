@@ -3,6 +3,7 @@
 //! proxied request costs no connection task, no cross-task hand-off and no spawned task;
 //! the connection goes back to the pool when its response body has been read to the end.
 //! Upgrade requests (WebSockets) get a fresh connection of their own, never pooled.
+//! The same pool keeps the plain sockets of the HTTP/1.1 fast path (`super::h1`).
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
@@ -52,9 +53,39 @@ impl<T> ReqBody for T where
 {
 }
 
+/// A connection that can wait in the pool.
+pub(crate) trait Pooled: Send + 'static {
+    /// Lets the connection see what arrived while it idled; false once it cannot be reused.
+    fn alive(&mut self, cx: &mut Context<'_>) -> bool;
+}
+
+impl<B: ReqBody> Pooled for Conn<B> {
+    fn alive(&mut self, cx: &mut Context<'_>) -> bool {
+        self.drive(cx)
+    }
+}
+
+impl Pooled for TcpStream {
+    /// An idle socket is reusable while nothing (no bytes, no end of stream) has arrived.
+    fn alive(&mut self, cx: &mut Context<'_>) -> bool {
+        match self.poll_read_ready(cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readiness may be left over from the last read: look without taking anything.
+            Poll::Ready(Ok(())) => matches!(
+                self.try_read(&mut [0u8; 1]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+        }
+    }
+}
+
+/// The pool of hyper client connections of the general request path.
+pub(crate) type HttpPool<B> = Pool<Conn<B>>;
+
 /// One upstream HTTP/1.1 connection: the request sender and the connection state machine,
 /// which whoever holds the connection drives.
-struct Conn<B: ReqBody> {
+pub(crate) struct Conn<B: ReqBody> {
     tx: http1::SendRequest<B>,
     /// `None` once the connection has ended (closed by either side, or failed).
     conn: Option<Pin<Box<http1::Connection<Io, B>>>>,
@@ -89,20 +120,20 @@ impl<B: ReqBody> Conn<B> {
     }
 }
 
-struct Idle<B: ReqBody> {
-    conn: Conn<B>,
+struct Idle<C> {
+    conn: C,
     since: Instant,
 }
 
 /// Idle upstream connections by endpoint, and how to open new ones.
-pub(crate) struct Pool<B: ReqBody> {
-    idle: Mutex<HashMap<Key, Vec<Idle<B>>>>,
+pub(crate) struct Pool<C> {
+    idle: Mutex<HashMap<Key, Vec<Idle<C>>>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     reaper: Once,
 }
 
-impl<B: ReqBody> std::fmt::Debug for Pool<B> {
+impl<C> std::fmt::Debug for Pool<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("connect_timeout", &self.connect_timeout)
@@ -111,7 +142,7 @@ impl<B: ReqBody> std::fmt::Debug for Pool<B> {
     }
 }
 
-impl<B: ReqBody> Pool<B> {
+impl<C: Pooled> Pool<C> {
     /// An empty pool; idle connections are closed after `idle_timeout`.
     pub(crate) fn new(connect_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Pool {
@@ -122,6 +153,80 @@ impl<B: ReqBody> Pool<B> {
         })
     }
 
+    /// The most recently used idle connection to `key` that has not idled out or closed.
+    pub(crate) fn checkout(&self, key: &Key) -> Option<C> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(key)?;
+        while let Some(mut i) = list.pop() {
+            if i.since.elapsed() < self.idle_timeout && i.conn.alive(&mut cx) {
+                return Some(i.conn);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose exchange has finished; it waits for the next request.
+    pub(crate) fn checkin(self: &Arc<Self>, key: Key, conn: C) {
+        self.reaper.call_once(|| {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(reap(Arc::downgrade(self)));
+            }
+        });
+        let idle = Idle {
+            conn,
+            since: Instant::now(),
+        };
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default()
+            .push(idle);
+    }
+
+    /// A new TCP connection (Nagle off) within the connect timeout.
+    pub(crate) async fn open(&self, key: &Key) -> io::Result<TcpStream> {
+        let stream = match key {
+            Key::Addr(a) => self.connect_addr(*a).await?,
+            Key::Name(name) => {
+                let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+                let mut found = None;
+                for a in tokio::net::lookup_host(&**name).await? {
+                    match self.connect_addr(a).await {
+                        Ok(s) => {
+                            found = Some(s);
+                            break;
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                found.ok_or(last)?
+            }
+        };
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    async fn connect_addr(&self, a: SocketAddr) -> io::Result<TcpStream> {
+        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(a)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+        }
+    }
+
+    /// Closes connections that idled out or were closed by the upstream.
+    fn sweep(&self) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|_, list| {
+            list.retain_mut(|i| i.since.elapsed() < self.idle_timeout && i.conn.alive(&mut cx));
+            !list.is_empty()
+        });
+    }
+}
+
+impl<B: ReqBody> Pool<Conn<B>> {
     /// Sends `req` (origin-form URI, Host set) to `key` on an idle connection, else a new
     /// one. A pooled connection that turns out closed before the request left is skipped.
     /// `upgrade` requests get a connection of their own that may become a tunnel.
@@ -205,37 +310,6 @@ impl<B: ReqBody> Pool<B> {
         Ok(Response::from_parts(parts, body))
     }
 
-    /// The most recently used idle connection to `key` that has not idled out.
-    fn checkout(&self, key: &Key) -> Option<Conn<B>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(key)?;
-        while let Some(i) = list.pop() {
-            if i.since.elapsed() < self.idle_timeout {
-                return Some(i.conn);
-            }
-        }
-        None
-    }
-
-    /// Returns a connection whose exchange has finished; it waits for the next request.
-    fn checkin(self: &Arc<Self>, key: Key, conn: Conn<B>) {
-        self.reaper.call_once(|| {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(reap(Arc::downgrade(self)));
-            }
-        });
-        let idle = Idle {
-            conn,
-            since: Instant::now(),
-        };
-        self.idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_default()
-            .push(idle);
-    }
-
     async fn connect(&self, key: &Key) -> io::Result<Conn<B>> {
         let stream = self.open(key).await?;
         let (tx, conn) = http1::Builder::new()
@@ -247,50 +321,10 @@ impl<B: ReqBody> Pool<B> {
             conn: Some(Box::pin(conn)),
         })
     }
-
-    /// A new TCP connection (Nagle off) within the connect timeout.
-    async fn open(&self, key: &Key) -> io::Result<TcpStream> {
-        let stream = match key {
-            Key::Addr(a) => self.connect_addr(*a).await?,
-            Key::Name(name) => {
-                let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-                let mut found = None;
-                for a in tokio::net::lookup_host(&**name).await? {
-                    match self.connect_addr(a).await {
-                        Ok(s) => {
-                            found = Some(s);
-                            break;
-                        }
-                        Err(e) => last = e,
-                    }
-                }
-                found.ok_or(last)?
-            }
-        };
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    }
-
-    async fn connect_addr(&self, a: SocketAddr) -> io::Result<TcpStream> {
-        match tokio::time::timeout(self.connect_timeout, TcpStream::connect(a)).await {
-            Ok(r) => r,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
-        }
-    }
-
-    /// Closes connections that idled out or were closed by the upstream.
-    fn sweep(&self) {
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.retain(|_, list| {
-            list.retain_mut(|i| i.since.elapsed() < self.idle_timeout && i.conn.drive(&mut cx));
-            !list.is_empty()
-        });
-    }
 }
 
 /// Sweeps the pool every few seconds until it is dropped.
-async fn reap<B: ReqBody>(pool: Weak<Pool<B>>) {
+async fn reap<C: Pooled>(pool: Weak<Pool<C>>) {
     let every = pool
         .upgrade()
         .map(|p| (p.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5)))
@@ -309,7 +343,7 @@ async fn reap<B: ReqBody>(pool: Weak<Pool<B>>) {
 pub(crate) struct PooledBody<B: ReqBody> {
     body: Incoming,
     conn: Option<Conn<B>>,
-    pool: Weak<Pool<B>>,
+    pool: Weak<Pool<Conn<B>>>,
     key: Key,
 }
 

@@ -17,7 +17,7 @@ use super::headers::{
     Forwarding, ensure_request_id, is_upgrade, set_forwarding, strip_hop_by_hop,
     strip_underscore_names,
 };
-use super::pool::{Key, Pool, PooledBody, SendError};
+use super::pool::{HttpPool, Key, PooledBody, SendError};
 use super::{Body, Config, Proxy};
 use crate::routes::{Backend, Route, has_dot_segment, normalize_request_host};
 use crate::telemetry::{RequestLabels, ServiceLabel};
@@ -39,15 +39,29 @@ pub(crate) type UpBody =
 /// The pooled HTTP/1.1 client to upstream endpoints.
 #[derive(Debug, Clone)]
 pub(crate) struct Upstream {
-    pool: Arc<Pool<UpBody>>,
+    pool: Arc<HttpPool<UpBody>>,
 }
 
 impl Upstream {
     pub(crate) fn new(cfg: &Config) -> Self {
         Self {
-            pool: Pool::new(cfg.connect_timeout, cfg.upstream_idle_timeout),
+            pool: HttpPool::new(cfg.connect_timeout, cfg.upstream_idle_timeout),
         }
     }
+}
+
+/// One answered request, as the metrics and the access log see it.
+pub(crate) struct Served<'a> {
+    /// When its head was received.
+    pub(crate) start: Instant,
+    pub(crate) status: StatusCode,
+    pub(crate) route: Option<&'a Route>,
+    pub(crate) upstream: Option<SocketAddr>,
+    /// The Host as the client sent it.
+    pub(crate) host: &'a str,
+    /// Method and path, present only when the access log is on.
+    pub(crate) logged: Option<(&'a str, &'a str)>,
+    pub(crate) request_id: &'a str,
 }
 
 /// The parts of a request the log line and metrics need.
@@ -95,34 +109,49 @@ impl Proxy {
         };
         resp.headers_mut()
             .insert(super::headers::X_REQUEST_ID.clone(), request_id.clone());
-        let status = resp.status();
-        let elapsed = start.elapsed();
+        self.record(
+            conn,
+            &Served {
+                start,
+                status: resp.status(),
+                route: outcome.route,
+                upstream: outcome.upstream,
+                host: raw_host.unwrap_or(""),
+                logged: logged.as_ref().map(|(m, p)| (m.as_str(), p.as_str())),
+                request_id: request_id.to_str().unwrap_or(""),
+            },
+        );
+        resp
+    }
+
+    /// Counts an answered request and writes its access-log line (when that log is on).
+    pub(crate) fn record(&self, conn: &ConnInfo, s: &Served<'_>) {
+        let elapsed = s.start.elapsed();
         let labels = RequestLabels {
-            ingress: outcome.route.map_or_else(no_label, |r| r.ingress.clone()),
-            service: outcome
+            ingress: s.route.map_or_else(no_label, |r| r.ingress.clone()),
+            service: s
                 .route
                 .map_or_else(no_label, |r| r.backend.service_name().clone()),
-            status: class(status),
+            status: class(s.status),
         };
         self.metrics.requests.get_or_create(&labels).inc();
         self.metrics.request_duration.observe(elapsed.as_secs_f64());
-        if let Some((method, path)) = logged {
+        if let Some((method, path)) = s.logged {
             tracing::info!(
                 target: "access",
                 client = %conn.peer.ip(),
-                method = %method,
-                host = raw_host.unwrap_or(""),
-                path = %path,
-                status = status.as_u16(),
+                method = method,
+                host = s.host,
+                path = path,
+                status = s.status.as_u16(),
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 ingress = %labels.ingress,
                 service = %labels.service,
-                upstream = %outcome.upstream.map(|a| a.to_string()).unwrap_or_default(),
-                request_id = request_id.to_str().unwrap_or(""),
+                upstream = %s.upstream.map(|a| a.to_string()).unwrap_or_default(),
+                request_id = s.request_id,
                 "request"
             );
         }
-        resp
     }
 
     async fn route_and_forward<'t>(
@@ -394,7 +423,7 @@ impl Proxy {
 }
 
 /// Where ACME HTTP-01 challenges are fetched.
-const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
+pub(crate) const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
 fn challenge_response(key_authorization: &str) -> Response<Body> {
     let mut resp = Response::new(Body::full(Bytes::from(key_authorization.to_owned())));

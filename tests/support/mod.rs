@@ -21,13 +21,31 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-/// A free loopback port (bound and released; the kernel does not hand it out again at once).
+/// A free loopback port for a process to listen on. It lies below the kernel's ephemeral
+/// range, so no outgoing connection (of a proxy to its backends, say) can take it between
+/// this check and the bind; each port is handed out once per test process.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (start, span) = (10_000u32, low.saturating_sub(10_000).max(1_000));
+    // Test processes run one after another, so a per-process offset keeps them apart too.
+    let _ = NEXT.compare_exchange(
+        0,
+        std::process::id() % span + 1,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let port = start + NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        if let Ok(l) = StdListener::bind(("127.0.0.1", port as u16)) {
+            return l.local_addr().unwrap().port();
+        }
+    }
+    panic!("no free port below the ephemeral range")
 }
 
 /// An in-process echo backend on a real loopback socket.

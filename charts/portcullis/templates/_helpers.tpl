@@ -164,6 +164,7 @@ traffic is still served, then --shutdown-grace-period for open requests, plus 5 
 - --keepalive-timeout={{ $c.keepaliveTimeout }}
 - --tls-handshake-timeout={{ $c.tlsHandshakeTimeout }}
 - --max-connections={{ int64 $c.maxConnections }}
+- --http1-fast-path={{ $c.http1FastPath }}
 - --max-concurrent-streams={{ int64 $c.maxConcurrentStreams }}
 - --max-request-header-bytes={{ int64 $c.maxRequestHeaderBytes }}
 - --max-request-body-bytes={{ int64 $c.maxRequestBodyBytes }}

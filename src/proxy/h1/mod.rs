@@ -1,0 +1,965 @@
+//! The HTTP/1.1 fast path. The common proxied request — origin-form, HTTP/1.1, no body or a
+//! small `Content-Length` body, to a Service with ready endpoints — is parsed (httparse),
+//! checked, rewritten and relayed here over plain sockets, without hyper's per-request
+//! machinery. Everything else (upgrades, `Transfer-Encoding`, `Expect`, redirects, ACME
+//! challenges, 404s, requests to reject, HTTP/1.0, h2c, trusted proxies, TLS) is handed to the
+//! general path together with the bytes read so far, which then serves the rest of the
+//! connection. Both paths apply the same rules (ingress-semantics.md section 8).
+
+mod chunked;
+mod prefixed;
+
+pub(crate) use prefixed::Prefixed;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::StatusCode;
+use http::header::HeaderValue;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use self::chunked::{Chunked, Scan};
+use super::Proxy;
+use super::headers::new_request_id;
+use super::pool::Key;
+use super::service::{ACME_CHALLENGE_PREFIX, ConnInfo, Served};
+use crate::routes::{Backend, Route, has_dot_segment, normalize_request_host};
+use crate::telemetry::ServiceLabel;
+
+/// Largest request body read ahead and sent with the head; larger bodies take the general path.
+const MAX_BUFFERED_BODY: u64 = 64 * 1024;
+/// Most request headers parsed here; more take the general path (which answers 431 over 100).
+const MAX_HEADERS: usize = 64;
+/// Most headers of an upstream response.
+const MAX_RESPONSE_HEADERS: usize = 128;
+/// Largest upstream response head, bytes.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// What became of a connection served here.
+pub(crate) enum End<S> {
+    /// It is closed: by either side, a timeout, a failure or draining.
+    Closed,
+    /// The general path serves the rest of it, starting with these bytes.
+    HandOff(S, Bytes),
+}
+
+/// Serves HTTP/1.1 requests on a client connection for as long as they suit this path.
+pub(crate) async fn serve<S>(
+    proxy: &Proxy,
+    conn: &ConnInfo,
+    io: S,
+    drain: &CancellationToken,
+) -> End<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let peer = conn.peer.ip();
+    if !proxy.config.http1_fast_path
+        || conn.tls
+        || proxy
+            .config
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&peer))
+    {
+        return End::HandOff(io, Bytes::new());
+    }
+    let cfg = &proxy.config;
+    let step = cfg
+        .client_header_timeout
+        .min(cfg.keepalive_timeout)
+        .min(cfg.response_timeout);
+    let mut s = Session {
+        proxy,
+        conn,
+        io,
+        buf: BytesMut::with_capacity(8 * 1024),
+        up: Vec::with_capacity(1024),
+        out: Vec::with_capacity(1024),
+        from_up: BytesMut::with_capacity(16 * 1024),
+        forwarded: format!(
+            "x-forwarded-for: {peer}\r\nx-forwarded-proto: http\r\nx-forwarded-port: {}\r\nx-real-ip: {peer}\r\n",
+            conn.local_port
+        )
+        .into_bytes(),
+        deadline: Deadline::new(Instant::now() + cfg.client_header_timeout, step),
+        drained: Box::pin(drain.clone().cancelled_owned()),
+        drain,
+    };
+    match s.run().await {
+        Flow::HandOff => End::HandOff(s.io, s.buf.freeze()),
+        Flow::Close | Flow::Continue => End::Closed,
+    }
+}
+
+/// What a connection does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+    HandOff,
+}
+
+/// One client connection on the fast path.
+struct Session<'a, S> {
+    proxy: &'a Proxy,
+    conn: &'a ConnInfo,
+    io: S,
+    /// Bytes from the client not yet consumed.
+    buf: BytesMut,
+    /// The request as it goes upstream.
+    up: Vec<u8>,
+    /// The response head as it goes to the client, with the body bytes that came with it.
+    out: Vec<u8>,
+    /// Bytes from the upstream.
+    from_up: BytesMut,
+    /// The forwarding headers, the same for every request of the connection.
+    forwarded: Vec<u8>,
+    deadline: Deadline,
+    drained: Pin<Box<WaitForCancellationFutureOwned>>,
+    drain: &'a CancellationToken,
+}
+
+/// The outcome of one read from the client.
+enum Read {
+    Data,
+    /// End of stream, error, timeout or draining: the connection ends.
+    Over,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
+    async fn run(&mut self) -> Flow {
+        let cfg = &self.proxy.config;
+        // After a response: the next head's first byte is awaited for the keep-alive timeout,
+        // then the rest of it for the header timeout.
+        let mut idle = false;
+        let mut head_timer_set = true;
+        loop {
+            let head = loop {
+                if !self.buf.is_empty() {
+                    match prepare(self.proxy, &self.buf, &mut self.up, &self.forwarded) {
+                        Parsed::Ready(h) => break h,
+                        Parsed::HandOff => return Flow::HandOff,
+                        Parsed::Partial if self.buf.len() > cfg.max_header_bytes => {
+                            return Flow::HandOff;
+                        }
+                        Parsed::Partial if !head_timer_set => {
+                            self.deadline
+                                .set(Instant::now() + cfg.client_header_timeout);
+                            head_timer_set = true;
+                        }
+                        Parsed::Partial => {}
+                    }
+                }
+                let between = self.buf.is_empty();
+                match self.read_client(between).await {
+                    Read::Data => {
+                        if idle {
+                            idle = false;
+                            head_timer_set = false;
+                        }
+                    }
+                    Read::Over => return Flow::Close,
+                }
+            };
+            let start = std::time::Instant::now();
+            let need = head.head_len + head.body_len;
+            while self.buf.len() < need {
+                if !head_timer_set {
+                    self.deadline
+                        .set(Instant::now() + cfg.client_header_timeout);
+                    head_timer_set = true;
+                }
+                if let Read::Over = self.read_client(false).await {
+                    return Flow::Close;
+                }
+            }
+            self.up.extend_from_slice(&self.buf[head.head_len..need]);
+            self.buf.advance(need);
+            let flow = self.forward(&head, start).await;
+            if flow != Flow::Continue || head.close || self.drain.is_cancelled() {
+                return Flow::Close;
+            }
+            idle = true;
+            self.deadline.set(Instant::now() + cfg.keepalive_timeout);
+        }
+    }
+
+    /// Reads more of the client's bytes; between requests, draining ends the wait too.
+    async fn read_client(&mut self, between: bool) -> Read {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(8 * 1024);
+        }
+        tokio::select! {
+            biased;
+            r = self.io.read_buf(&mut self.buf) => match r {
+                Ok(n) if n > 0 => Read::Data,
+                _ => Read::Over,
+            },
+            _ = self.deadline.expired() => {
+                tracing::debug!(peer = %self.conn.peer, "client timed out; closing");
+                Read::Over
+            }
+            _ = self.drained.as_mut(), if between => Read::Over,
+        }
+    }
+
+    /// Sends the request to an endpoint and relays the answer.
+    async fn forward(&mut self, head: &Head, start: std::time::Instant) -> Flow {
+        let cfg = &self.proxy.config;
+        let Some((first, addrs)) = head.route.backend.pick() else {
+            return self
+                .answer(head, start, StatusCode::SERVICE_UNAVAILABLE, None)
+                .await;
+        };
+        let addrs: Box<[_]> = (0..addrs.len().min(3))
+            .map(|i| addrs[(first + i) % addrs.len()])
+            .collect();
+        let mut failure = StatusCode::BAD_GATEWAY;
+        let mut last = None;
+        for (attempt, &addr) in addrs.iter().enumerate() {
+            if attempt > 0 && !head.bodyless {
+                break;
+            }
+            last = Some(addr);
+            let key = Key::Addr(addr);
+            let mut reused = self.proxy.sockets.checkout(&key);
+            loop {
+                let fresh = reused.is_none();
+                let mut sock = match reused.take() {
+                    Some(s) => s,
+                    None => match self.proxy.sockets.open(&key).await {
+                        Ok(s) => s,
+                        Err(e) => {
+                            self.proxy
+                                .metrics
+                                .upstream_connect_errors
+                                .get_or_create(&ServiceLabel {
+                                    service: head.route.backend.service().to_owned(),
+                                })
+                                .inc();
+                            tracing::warn!(upstream = %addr, service = head.route.backend.service(), error = %e, "upstream connect failed");
+                            failure = StatusCode::BAD_GATEWAY;
+                            break;
+                        }
+                    },
+                };
+                self.deadline.set(Instant::now() + cfg.response_timeout);
+                // A pooled connection the upstream closed meanwhile fails the write: nothing
+                // was sent, so a new connection may take the request.
+                if sock.write_all(&self.up).await.is_err() {
+                    if fresh {
+                        failure = StatusCode::BAD_GATEWAY;
+                        break;
+                    }
+                    continue;
+                }
+                match self.response_head(&mut sock, head).await {
+                    Upstream::Head(framing) => {
+                        return self.relay(sock, framing, head, start, addr).await;
+                    }
+                    // A pooled connection closed as the request arrived: try a new one.
+                    Upstream::Closed if head.retryable && !fresh => continue,
+                    Upstream::Closed if head.retryable => {
+                        tracing::warn!(upstream = %addr, service = head.route.backend.service(), "upstream closed without a response; trying the next endpoint");
+                        failure = StatusCode::BAD_GATEWAY;
+                        break;
+                    }
+                    Upstream::Closed | Upstream::Failed => {
+                        return self
+                            .answer(head, start, StatusCode::BAD_GATEWAY, Some(addr))
+                            .await;
+                    }
+                    Upstream::Timeout => {
+                        return self
+                            .answer(head, start, StatusCode::GATEWAY_TIMEOUT, Some(addr))
+                            .await;
+                    }
+                }
+            }
+        }
+        self.answer(head, start, failure, last).await
+    }
+
+    /// Reads the upstream's response head and writes the client's into `out`, followed by
+    /// the body bytes that came with it.
+    async fn response_head(&mut self, sock: &mut TcpStream, head: &Head) -> Upstream {
+        self.from_up.clear();
+        loop {
+            if !self.from_up.is_empty() {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+                let mut resp = httparse::Response::new(&mut headers);
+                match resp.parse(&self.from_up) {
+                    Ok(httparse::Status::Complete(n)) => {
+                        let code = resp.code.unwrap_or_default();
+                        if (100..200).contains(&code) && code != 101 {
+                            // Interim responses (100, 103) are not passed on.
+                            self.from_up.advance(n);
+                            continue;
+                        }
+                        let close = head.close || self.drain.is_cancelled();
+                        let framing = response_head(&resp, head, close, &mut self.out);
+                        self.from_up.advance(n);
+                        return match framing {
+                            Some(f) => Upstream::Head(f),
+                            None => Upstream::Failed,
+                        };
+                    }
+                    Ok(httparse::Status::Partial) if self.from_up.len() <= MAX_RESPONSE_HEAD => {}
+                    _ => return Upstream::Failed,
+                }
+            }
+            if self.from_up.capacity() - self.from_up.len() < 4096 {
+                self.from_up.reserve(16 * 1024);
+            }
+            let was_empty = self.from_up.is_empty();
+            tokio::select! {
+                biased;
+                r = sock.read_buf(&mut self.from_up) => match r {
+                    Ok(n) if n > 0 => {}
+                    Ok(_) | Err(_) if was_empty => return Upstream::Closed,
+                    _ => return Upstream::Failed,
+                },
+                _ = self.deadline.expired() => return Upstream::Timeout,
+            }
+        }
+    }
+
+    /// Sends the response head and body to the client; pools the upstream connection when
+    /// the exchange ended cleanly.
+    async fn relay(
+        &mut self,
+        mut sock: TcpStream,
+        mut framing: Framing,
+        head: &Head,
+        start: std::time::Instant,
+        addr: std::net::SocketAddr,
+    ) -> Flow {
+        let cfg = &self.proxy.config;
+        // The body bytes that arrived with the head.
+        let mut scanner = Chunked::new();
+        let (take, done) = match framing.body {
+            Body::None => (0, true),
+            Body::Length(n) => {
+                let take = usize::try_from(n)
+                    .unwrap_or(usize::MAX)
+                    .min(self.from_up.len());
+                framing.body = Body::Length(n - take as u64);
+                (take, n == take as u64)
+            }
+            Body::Chunked => match scanner.scan(&self.from_up) {
+                Ok(Scan::End(k)) => (k, true),
+                Ok(Scan::More) => (self.from_up.len(), false),
+                Err(_) => {
+                    return self
+                        .answer(head, start, StatusCode::BAD_GATEWAY, Some(addr))
+                        .await;
+                }
+            },
+            Body::Close => (self.from_up.len(), false),
+        };
+        if done && take < self.from_up.len() {
+            // Bytes after the response: the connection cannot be trusted with another request.
+            framing.reusable = false;
+        }
+        self.out.extend_from_slice(&self.from_up[..take]);
+        let status = framing.status;
+        self.proxy.record(
+            self.conn,
+            &Served {
+                start,
+                status,
+                route: Some(&head.route),
+                upstream: Some(addr),
+                host: head.logged.as_ref().map_or("", |l| l.1.as_str()),
+                logged: head.logged.as_ref().map(|l| (l.0.as_str(), l.2.as_str())),
+                request_id: head.request_id.to_str().unwrap_or(""),
+            },
+        );
+        if self.io.write_all(&self.out).await.is_err() {
+            return Flow::Close;
+        }
+        let mut done = done;
+        while !done {
+            self.from_up.clear();
+            if self.from_up.capacity() < 32 * 1024 {
+                self.from_up.reserve(64 * 1024);
+            }
+            self.deadline.set(Instant::now() + cfg.response_timeout);
+            let read = tokio::select! {
+                biased;
+                r = sock.read_buf(&mut self.from_up) => r.unwrap_or(0),
+                _ = self.deadline.expired() => 0,
+            };
+            if read == 0 {
+                // End of a close-delimited body; anything else was cut short.
+                if matches!(framing.body, Body::Close) {
+                    let _ = self.io.flush().await;
+                }
+                return Flow::Close;
+            }
+            let take = match framing.body {
+                Body::Length(n) => {
+                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(read);
+                    framing.body = Body::Length(n - take as u64);
+                    done = n == take as u64;
+                    if take < read {
+                        framing.reusable = false;
+                    }
+                    take
+                }
+                Body::Chunked => match scanner.scan(&self.from_up) {
+                    Ok(Scan::End(k)) => {
+                        done = true;
+                        if k < read {
+                            framing.reusable = false;
+                        }
+                        k
+                    }
+                    Ok(Scan::More) => read,
+                    Err(_) => return Flow::Close,
+                },
+                Body::Close | Body::None => read,
+            };
+            if self.io.write_all(&self.from_up[..take]).await.is_err() {
+                return Flow::Close;
+            }
+        }
+        if self.io.flush().await.is_err() {
+            return Flow::Close;
+        }
+        if framing.reusable {
+            self.proxy.sockets.checkin(Key::Addr(addr), sock);
+        }
+        if framing.close {
+            Flow::Close
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// Answers the request with a small error response of our own.
+    async fn answer(
+        &mut self,
+        head: &Head,
+        start: std::time::Instant,
+        status: StatusCode,
+        upstream: Option<std::net::SocketAddr>,
+    ) -> Flow {
+        let text = format!(
+            "{} {}\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        let close = head.close || self.drain.is_cancelled();
+        let out = &mut self.out;
+        out.clear();
+        status_line(out, status, "");
+        out.extend_from_slice(
+            b"content-type: text/plain; charset=utf-8\r\ncache-control: no-store\r\n",
+        );
+        header_line(out, b"content-length", text.len().to_string().as_bytes());
+        header_line(out, b"x-request-id", head.request_id.as_bytes());
+        DATE.with_borrow_mut(|d| header_line(out, b"date", d.now()));
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head.head_method {
+            out.extend_from_slice(text.as_bytes());
+        }
+        self.proxy.record(
+            self.conn,
+            &Served {
+                start,
+                status,
+                route: Some(&head.route),
+                upstream,
+                host: head.logged.as_ref().map_or("", |l| l.1.as_str()),
+                logged: head.logged.as_ref().map(|l| (l.0.as_str(), l.2.as_str())),
+                request_id: head.request_id.to_str().unwrap_or(""),
+            },
+        );
+        if self.io.write_all(&self.out).await.is_err() || self.io.flush().await.is_err() {
+            return Flow::Close;
+        }
+        if close { Flow::Close } else { Flow::Continue }
+    }
+}
+
+/// The one timer of a connection. Moving its deadline later costs no timer operation: the
+/// timer is armed at most `step` ahead, and when it fires before the deadline it is armed
+/// again. (`step` is the shortest timeout, so a new deadline is never earlier than the armed
+/// time and re-arming is never needed when a deadline is set.)
+struct Deadline {
+    sleep: Pin<Box<Sleep>>,
+    at: Instant,
+    step: Duration,
+}
+
+impl Deadline {
+    fn new(at: Instant, step: Duration) -> Self {
+        let first = at.min(Instant::now() + step);
+        Deadline {
+            sleep: Box::pin(tokio::time::sleep_until(first)),
+            at,
+            step,
+        }
+    }
+
+    fn set(&mut self, at: Instant) {
+        self.at = at;
+        if at < self.sleep.deadline() {
+            self.sleep.as_mut().reset(at);
+        }
+    }
+
+    /// Resolves once the deadline has passed.
+    async fn expired(&mut self) {
+        loop {
+            self.sleep.as_mut().await;
+            let now = Instant::now();
+            if now >= self.at {
+                return;
+            }
+            self.sleep.as_mut().reset(self.at.min(now + self.step));
+        }
+    }
+}
+
+/// A request head this path serves, ready to go upstream.
+struct Head {
+    head_len: usize,
+    body_len: usize,
+    route: Arc<Route>,
+    /// A HEAD request: the response has no body, whatever its headers say.
+    head_method: bool,
+    /// No body: after a failed connect, the next endpoint may take it.
+    bodyless: bool,
+    /// No body and idempotent: may be repeated after the upstream closed without answering.
+    retryable: bool,
+    /// The client asked to close the connection after this exchange.
+    close: bool,
+    request_id: HeaderValue,
+    /// Method, Host and path for the access log, when it is on.
+    logged: Option<Box<(String, String, String)>>,
+}
+
+enum Parsed {
+    Ready(Head),
+    Partial,
+    HandOff,
+}
+
+/// What a request header means to this path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    Host,
+    ContentLength,
+    Connection,
+    RequestId,
+    /// Hop-by-hop, or a forwarding header replaced by ours.
+    Strip,
+    /// Only the general path handles it.
+    HandOff,
+    Other,
+}
+
+fn request_header(name: &str) -> Name {
+    use Name::*;
+    let candidates: &[(&str, Name)] = match name.len() {
+        2 => &[("te", Strip)],
+        4 => &[("host", Host)],
+        6 => &[("expect", HandOff)],
+        7 => &[("trailer", Strip), ("upgrade", HandOff)],
+        9 => &[("forwarded", Strip), ("x-real-ip", Strip)],
+        10 => &[("connection", Connection), ("keep-alive", Strip)],
+        12 => &[("x-request-id", RequestId)],
+        14 => &[("content-length", ContentLength), ("http2-settings", Strip)],
+        15 => &[("x-forwarded-for", Strip)],
+        16 => &[
+            ("proxy-connection", Strip),
+            ("x-forwarded-host", Strip),
+            ("x-forwarded-port", Strip),
+        ],
+        17 => &[("transfer-encoding", HandOff), ("x-forwarded-proto", Strip)],
+        18 => &[("x-forwarded-prefix", Strip)],
+        _ => return Other,
+    };
+    candidates
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map_or(Other, |(_, k)| *k)
+}
+
+/// Bytes of a request target this path forwards unchanged: RFC 3986 unreserved, sub-delims,
+/// `:@/?%`. Anything else (even if valid) takes the general path.
+const TARGET_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let extra = b"-._~!$&'()*+,;=:@/?%";
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric();
+        i += 1;
+    }
+    let mut j = 0;
+    while j < extra.len() {
+        t[extra[j] as usize] = true;
+        j += 1;
+    }
+    t
+};
+
+/// Parses and checks a request head in `buf`; when this path serves it, writes the request
+/// head as it goes upstream into `up`.
+fn prepare(proxy: &Proxy, buf: &[u8], up: &mut Vec<u8>, forwarded: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        // The general path answers heads over the limit (431).
+        Ok(httparse::Status::Complete(n)) if n <= proxy.config.max_header_bytes => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        _ => return Parsed::HandOff,
+    };
+    let (Some(method), Some(target), Some(1)) = (req.method, req.path, req.version) else {
+        return Parsed::HandOff;
+    };
+    if method == "CONNECT"
+        || !target.starts_with('/')
+        || !target.bytes().all(|b| TARGET_BYTES[usize::from(b)])
+    {
+        return Parsed::HandOff;
+    }
+    let path = &target[..target.find('?').unwrap_or(target.len())];
+    if has_dot_segment(path) || path.contains("%00") || path.starts_with(ACME_CHALLENGE_PREFIX) {
+        return Parsed::HandOff;
+    }
+    up.clear();
+    up.extend_from_slice(method.as_bytes());
+    up.push(b' ');
+    up.extend_from_slice(target.as_bytes());
+    up.extend_from_slice(b" HTTP/1.1\r\n");
+    let (mut host, mut hosts, mut length, mut lengths) = (None, 0, None, 0);
+    let (mut close, mut id, mut ids) = (false, None, 0);
+    for h in req.headers.iter() {
+        match request_header(h.name) {
+            Name::Host => {
+                hosts += 1;
+                host = Some(h.value);
+            }
+            Name::ContentLength => {
+                lengths += 1;
+                length = parse_length(h.value);
+            }
+            Name::Connection => {
+                for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        close = true;
+                    } else if !(token.is_empty() || token.eq_ignore_ascii_case(b"keep-alive")) {
+                        // It names headers to remove: the general path does that.
+                        return Parsed::HandOff;
+                    }
+                }
+                continue;
+            }
+            Name::RequestId => {
+                ids += 1;
+                id = Some(h.value);
+                continue;
+            }
+            Name::Strip => continue,
+            Name::HandOff => return Parsed::HandOff,
+            Name::Other if h.name.contains('_') => continue,
+            Name::Other => {}
+        }
+        header_line(up, h.name.as_bytes(), h.value);
+    }
+    let body_len = match (lengths, length) {
+        (0, _) => 0,
+        (1, Some(n)) if n <= MAX_BUFFERED_BODY && n <= proxy.config.max_body_bytes => n,
+        _ => return Parsed::HandOff,
+    };
+    let (1, Some(Ok(raw_host))) = (hosts, host.map(std::str::from_utf8)) else {
+        return Parsed::HandOff;
+    };
+    let Ok(host_name) = normalize_request_host(raw_host) else {
+        return Parsed::HandOff;
+    };
+    let table = proxy.table.load();
+    if table.redirects_to_https(&host_name) {
+        return Parsed::HandOff;
+    }
+    let Some(route) = table.lookup(Some(&host_name), path).route else {
+        return Parsed::HandOff;
+    };
+    if !matches!(*route.backend, Backend::Endpoints { .. }) {
+        return Parsed::HandOff;
+    }
+    up.extend_from_slice(forwarded);
+    header_line(up, b"x-forwarded-host", raw_host.as_bytes());
+    let request_id = match id {
+        Some(v)
+            if ids == 1
+                && !v.is_empty()
+                && v.len() <= 200
+                && v.iter().all(u8::is_ascii_graphic) =>
+        {
+            HeaderValue::from_bytes(v).unwrap_or_else(|_| new_request_id())
+        }
+        _ => new_request_id(),
+    };
+    header_line(up, b"x-request-id", request_id.as_bytes());
+    up.extend_from_slice(b"\r\n");
+    let idempotent = matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+    );
+    let logged = tracing::enabled!(target: "access", tracing::Level::INFO)
+        .then(|| Box::new((method.to_owned(), raw_host.to_owned(), path.to_owned())));
+    Parsed::Ready(Head {
+        head_len,
+        body_len: body_len as usize,
+        route: route.clone(),
+        head_method: method == "HEAD",
+        bodyless: body_len == 0,
+        retryable: body_len == 0 && idempotent,
+        close,
+        request_id,
+        logged,
+    })
+}
+
+/// A `Content-Length` value: digits only.
+fn parse_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn status_line(out: &mut Vec<u8>, status: StatusCode, reason: &str) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or(reason).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the upstream's answer went.
+enum Upstream {
+    Head(Framing),
+    /// Closed (or reset) before any byte of a response.
+    Closed,
+    /// A broken or unacceptable response.
+    Failed,
+    Timeout,
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    None,
+    /// Bytes still to come.
+    Length(u64),
+    Chunked,
+    /// Until the upstream closes.
+    Close,
+}
+
+/// The response on its way to the client.
+#[derive(Debug)]
+struct Framing {
+    status: StatusCode,
+    body: Body,
+    /// The upstream connection may take another request once the body is read.
+    reusable: bool,
+    /// The client connection closes after this response.
+    close: bool,
+}
+
+/// What a response header means to this path.
+fn response_header(name: &str) -> Option<&'static str> {
+    const SPECIAL: [&str; 10] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "upgrade",
+        "http2-settings",
+        "transfer-encoding",
+        "content-length",
+        "x-request-id",
+    ];
+    SPECIAL
+        .iter()
+        .find(|n| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+        .copied()
+}
+
+/// Writes the client's response head for an upstream response into `out`; `None` when the
+/// response cannot be relayed (its framing is ambiguous or unsupported).
+fn response_head(
+    resp: &httparse::Response<'_, '_>,
+    head: &Head,
+    close: bool,
+    out: &mut Vec<u8>,
+) -> Option<Framing> {
+    let status = StatusCode::from_u16(resp.code?).ok()?;
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        return None;
+    }
+    let mut upstream_close = resp.version != Some(1);
+    let (mut chunked, mut codings, mut length, mut lengths) = (false, 0, None, 0);
+    let mut has_date = false;
+    // Headers the upstream's `Connection` names are hop-by-hop too (rare: kept on the heap).
+    let mut named: Vec<&[u8]> = Vec::new();
+    for h in resp.headers.iter() {
+        match response_header(h.name) {
+            Some("connection") => {
+                for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        upstream_close = true;
+                    } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                        named.push(token);
+                    }
+                }
+            }
+            Some("transfer-encoding") => {
+                codings += 1;
+                chunked = h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            }
+            Some("content-length") => {
+                lengths += 1;
+                length = parse_length(h.value);
+            }
+            None if h.name.eq_ignore_ascii_case("date") => has_date = true,
+            _ => {}
+        }
+    }
+    let bodyless =
+        head.head_method || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let body = match (codings, chunked, lengths, length) {
+        _ if bodyless => Body::None,
+        (1, true, 0, _) => Body::Chunked,
+        (0, _, 1, Some(n)) => Body::Length(n),
+        (0, _, 0, _) => Body::Close,
+        // Both framings, several lengths, codings other than `chunked`: ambiguous.
+        _ => return None,
+    };
+    let close = close || body == Body::Close;
+    out.clear();
+    status_line(out, status, resp.reason.unwrap_or(""));
+    for h in resp.headers.iter() {
+        let special = response_header(h.name);
+        let keep = match special {
+            None => !named
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes())),
+            Some(n) => n == "content-length",
+        };
+        if keep {
+            header_line(out, h.name.as_bytes(), h.value);
+        }
+    }
+    if body == Body::Chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    header_line(out, b"x-request-id", head.request_id.as_bytes());
+    if !has_date {
+        DATE.with_borrow_mut(|d| header_line(out, b"date", d.now()));
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Some(Framing {
+        status,
+        body,
+        reusable: !upstream_close && body != Body::Close,
+        close,
+    })
+}
+
+/// The `Date` header value, formatted once per second.
+struct DateCache {
+    second: u64,
+    text: Vec<u8>,
+}
+
+impl DateCache {
+    fn now(&mut self) -> &[u8] {
+        let now = std::time::SystemTime::now();
+        let second = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if second != self.second || self.text.is_empty() {
+            self.second = second;
+            self.text = httpdate::fmt_http_date(now).into_bytes();
+        }
+        &self.text
+    }
+}
+
+thread_local! {
+    static DATE: std::cell::RefCell<DateCache> = const {
+        std::cell::RefCell::new(DateCache { second: 0, text: Vec::new() })
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_headers_are_sorted_by_their_meaning_to_this_path() {
+        assert_eq!(request_header("Host"), Name::Host);
+        assert_eq!(request_header("CONTENT-LENGTH"), Name::ContentLength);
+        assert_eq!(request_header("Transfer-Encoding"), Name::HandOff);
+        assert_eq!(request_header("Upgrade"), Name::HandOff);
+        assert_eq!(request_header("Expect"), Name::HandOff);
+        assert_eq!(request_header("X-Forwarded-For"), Name::Strip);
+        assert_eq!(request_header("Keep-Alive"), Name::Strip);
+        assert_eq!(request_header("X-Request-Id"), Name::RequestId);
+        assert_eq!(request_header("Accept"), Name::Other);
+        assert_eq!(request_header("x-forwarded-hosts"), Name::Other);
+    }
+
+    #[test]
+    fn only_plain_digits_are_a_length() {
+        assert_eq!(parse_length(b"42"), Some(42));
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"1 ",
+            b"0x10",
+            b"1,1",
+            b"9999999999999999999",
+        ] {
+            assert_eq!(parse_length(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn target_bytes_are_a_conservative_subset() {
+        for b in b"/a-Z_0.~!$&'()*+,;=:@/?%" {
+            assert!(TARGET_BYTES[usize::from(*b)], "{}", *b as char);
+        }
+        for b in b" \"<>\\^`{|}#[]\x7f\x00\x80" {
+            assert!(!TARGET_BYTES[usize::from(*b)], "{b:#x}");
+        }
+    }
+}
