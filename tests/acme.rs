@@ -139,6 +139,14 @@ fn replica(env: &Env, ns: &str, ip: &str, extra: &[&str], envs: &[(&str, &str)])
     p
 }
 
+/// The replica's Prometheus text.
+fn metrics(env: &Env, p: &Portcullis) -> String {
+    env.rt
+        .block_on(get(p.admin, "admin", "/metrics"))
+        .unwrap()
+        .text()
+}
+
 fn ready(cp: &ControlPlane, ns: &str, name: &str) -> bool {
     jsonpath(
         cp,
@@ -249,24 +257,13 @@ fn http01_issuance(env: &Env) -> Result<(), Failed> {
         uri.starts_with("https://127.0.0.1"),
         format!("account URI {uri:?}"),
     )?;
-    let events = env.cp.kubectl_ok(&[
-        "-n",
-        ns,
-        "get",
-        "events.events.k8s.io",
-        "-o",
-        "jsonpath={.items[*].reason}",
-    ]);
+    let events = env.cp.event_lines(ns);
     check(
-        events.contains("Issued") && events.contains("OrderCreated"),
+        events.contains("Issued=") && events.contains("OrderCreated="),
         format!("events: {events}"),
     )?;
     // Traffic flows over the new certificate.
-    let metrics = env
-        .rt
-        .block_on(get(p.admin, "admin", "/metrics"))
-        .unwrap()
-        .text();
+    let metrics = metrics(env, &p);
     check(
         metrics.contains("portcullis_acme_orders_total{result=\"success\"} 1"),
         metrics.clone(),
@@ -321,11 +318,7 @@ fn tls_alpn01_issuance(env: &Env) -> Result<(), Failed> {
         !p.log_text().contains("acme-challenge"),
         "no HTTP-01 request was needed",
     )?;
-    let metrics = env
-        .rt
-        .block_on(get(p.admin, "admin", "/metrics"))
-        .unwrap()
-        .text();
+    let metrics = metrics(env, &p);
     check(
         metrics.contains(
             "portcullis_acme_challenge_validations_total{type=\"tls-alpn-01\",result=\"valid\"}",
@@ -551,14 +544,7 @@ fn failing_challenge(env: &Env) -> Result<(), Failed> {
         format!("classified: {msg}"),
     )?;
     check(cond("Ready")["status"] == "False", "not Ready")?;
-    let events = env.cp.kubectl_ok(&[
-        "-n",
-        ns,
-        "get",
-        "events.events.k8s.io",
-        "-o",
-        "jsonpath={range .items[*]}{.reason}={.note}{\"\\n\"}{end}",
-    ]);
+    let events = env.cp.event_lines(ns);
     check(
         events
             .lines()
@@ -890,14 +876,7 @@ fn rate_limited_retry_after(env: &Env) -> Result<(), Failed> {
         (5..=10).contains(&wait),
         format!("next attempt {wait}s after the failure: Retry-After is 7 s, the backoff 300 s"),
     )?;
-    let events = env.cp.kubectl_ok(&[
-        "-n",
-        ns,
-        "get",
-        "events.events.k8s.io",
-        "-o",
-        "jsonpath={range .items[*]}{.reason}={.note}{\"\\n\"}{end}",
-    ]);
+    let events = env.cp.event_lines(ns);
     check(
         events.lines().any(|l| {
             l.starts_with("RateLimited=RateLimited:")
@@ -917,11 +896,7 @@ fn rate_limited_retry_after(env: &Env) -> Result<(), Failed> {
         gap >= Duration::from_secs(7),
         format!("second newOrder {gap:?} after the first, before Retry-After (7 s)"),
     )?;
-    let metrics = env
-        .rt
-        .block_on(get(p.admin, "admin", "/metrics"))
-        .unwrap()
-        .text();
+    let metrics = metrics(env, &p);
     check(
         metrics.contains("portcullis_acme_orders_total{result=\"RateLimited\"}"),
         metrics,

@@ -326,14 +326,7 @@ fn problems_become_events(env: &Env) -> Result<(), Failed> {
         count("ServiceNotFound") == 1,
         format!("deduplicated, got {}", count("ServiceNotFound")),
     )?;
-    let note = cp.kubectl_ok(&[
-        "-n",
-        ns,
-        "get",
-        "events.events.k8s.io",
-        "-o",
-        "jsonpath={.items[*].note}",
-    ]);
+    let note = cp.event_lines(ns);
     check(
         note.contains("spec.rules[0].http.paths[0].backend.service.name"),
         format!("note names the field: {note}"),

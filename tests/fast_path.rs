@@ -378,3 +378,31 @@ async fn a_pooled_connection_the_upstream_closed_is_not_used_again() {
     assert_eq!(conns.len(), 3);
     assert!(conns[0] != conns[1] && conns[1] != conns[2], "{conns:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_post_goes_to_the_next_endpoint_when_one_refuses_connections() {
+    let b = Scripted::start().await;
+    // Same port on another loopback address, where nothing listens.
+    let dead: SocketAddr = format!("127.0.0.2:{}", b.addr.port()).parse().unwrap();
+    let m = Manifests::new();
+    m.write("svc.yaml", &service_yaml("two", &[dead, b.addr]));
+    m.write(
+        "ing.yaml",
+        &ingress_yaml("two", "raw.test", &[("/", "Prefix", "two")]),
+    );
+    let p = Portcullis::start(m.path(), &[]).await;
+    p.wait_for("raw.test", "/cl", |r| r.status() == 200).await;
+    let before = b.requests().len();
+    let post = request("POST", "/cl", "content-length: 4\r\n") + "data";
+    let mut s = TcpStream::connect(p.http).await.unwrap();
+    for round in 0..4 {
+        s.write_all(post.as_bytes()).await.unwrap();
+        let (got, _) = read_responses(&mut s, &["POST"]).await;
+        assert_eq!(got.len(), 1, "round {round}");
+        assert_eq!((got[0].status, &got[0].body[..]), (200, &b"hello"[..]));
+    }
+    // Round-robin sent half of them to the refusing endpoint first; none was lost or doubled.
+    let posts: Vec<_> = b.requests().split_off(before);
+    assert_eq!(posts.len(), 4);
+    assert!(posts.iter().all(|(_, r)| r.ends_with("\r\n\r\ndata")));
+}

@@ -291,6 +291,18 @@ impl ControlPlane {
             .unwrap()
     }
 
+    /// The Events of a namespace, one `reason=note` line each.
+    pub fn event_lines(&self, ns: &str) -> String {
+        self.kubectl_ok(&[
+            "-n",
+            ns,
+            "get",
+            "events.events.k8s.io",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}={.note}{\"\\n\"}{end}",
+        ])
+    }
+
     /// Runs kubectl and returns stdout; panics with stderr on failure.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);

@@ -222,10 +222,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             .collect();
         let mut failure = StatusCode::BAD_GATEWAY;
         let mut last = None;
-        for (attempt, &addr) in addrs.iter().enumerate() {
-            if attempt > 0 && !head.bodyless {
-                break;
-            }
+        // The whole request is at hand: after a failed connect (nothing sent) any request may
+        // go to the next endpoint; after an upstream closed without answering, only a bodyless
+        // idempotent one.
+        for &addr in addrs.iter() {
             last = Some(addr);
             let key = Key::Addr(addr);
             let mut reused = self.proxy.sockets.checkout(&key);
@@ -368,19 +368,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             framing.reusable = false;
         }
         self.out.extend_from_slice(&self.from_up[..take]);
-        let status = framing.status;
-        self.proxy.record(
-            self.conn,
-            &Served {
-                start,
-                status,
-                route: Some(&head.route),
-                upstream: Some(addr),
-                host: head.logged.as_ref().map_or("", |l| l.1.as_str()),
-                logged: head.logged.as_ref().map(|l| (l.0.as_str(), l.2.as_str())),
-                request_id: head.request_id.to_str().unwrap_or(""),
-            },
-        );
+        self.record(head, start, framing.status, Some(addr));
         if self.io.write_all(&self.out).await.is_err() {
             return Flow::Close;
         }
@@ -443,6 +431,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         }
     }
 
+    /// Counts the request and writes its access-log line, as the general path does.
+    fn record(
+        &self,
+        head: &Head,
+        start: std::time::Instant,
+        status: StatusCode,
+        upstream: Option<std::net::SocketAddr>,
+    ) {
+        self.proxy.record(
+            self.conn,
+            &Served {
+                start,
+                status,
+                route: Some(&head.route),
+                upstream,
+                host: head.logged.as_ref().map_or("", |l| l.1.as_str()),
+                logged: head.logged.as_ref().map(|l| (l.0.as_str(), l.2.as_str())),
+                request_id: head.request_id.to_str().unwrap_or(""),
+            },
+        );
+    }
+
     /// Answers the request with a small error response of our own.
     async fn answer(
         &mut self,
@@ -473,18 +483,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         if !head.head_method {
             out.extend_from_slice(text.as_bytes());
         }
-        self.proxy.record(
-            self.conn,
-            &Served {
-                start,
-                status,
-                route: Some(&head.route),
-                upstream,
-                host: head.logged.as_ref().map_or("", |l| l.1.as_str()),
-                logged: head.logged.as_ref().map(|l| (l.0.as_str(), l.2.as_str())),
-                request_id: head.request_id.to_str().unwrap_or(""),
-            },
-        );
+        self.record(head, start, status, upstream);
         if self.io.write_all(&self.out).await.is_err() || self.io.flush().await.is_err() {
             return Flow::Close;
         }
@@ -539,8 +538,6 @@ struct Head {
     route: Arc<Route>,
     /// A HEAD request: the response has no body, whatever its headers say.
     head_method: bool,
-    /// No body: after a failed connect, the next endpoint may take it.
-    bodyless: bool,
     /// No body and idempotent: may be repeated after the upstream closed without answering.
     retryable: bool,
     /// The client asked to close the connection after this exchange.
@@ -727,7 +724,6 @@ fn prepare(proxy: &Proxy, buf: &[u8], up: &mut Vec<u8>, forwarded: &[u8]) -> Par
         body_len: body_len as usize,
         route: route.clone(),
         head_method: method == "HEAD",
-        bodyless: body_len == 0,
         retryable: body_len == 0 && idempotent,
         close,
         request_id,
