@@ -1,8 +1,10 @@
 //! The HTTP/1.1 fast path. The common proxied request — origin-form, HTTP/1.1, no body or a
 //! small `Content-Length` body, to a Service with ready endpoints — is parsed (httparse),
-//! checked, rewritten and relayed here over plain sockets, without hyper's per-request
-//! machinery. Everything else (upgrades, `Transfer-Encoding`, `Expect`, redirects, ACME
-//! challenges, 404s, requests to reject, HTTP/1.0, h2c, trusted proxies, TLS) is handed to the
+//! checked, rewritten and relayed here, over plain upstream sockets, without hyper's
+//! per-request machinery; on plain HTTP and on TLS connections that chose HTTP/1.1. Everything
+//! else (upgrades, `Transfer-Encoding`, `Expect`, redirects, ACME challenges, 404s, requests to
+//! reject, HTTP/1.0, h2c, trusted proxies, a Host with another certificate than the TLS
+//! connection's) is handed to the
 //! general path together with the bytes read so far, which then serves the rest of the
 //! connection. Both paths apply the same rules (ingress-semantics.md section 8).
 
@@ -60,7 +62,6 @@ where
 {
     let peer = conn.peer.ip();
     if !proxy.config.http1_fast_path
-        || conn.tls
         || proxy
             .config
             .trusted_proxies
@@ -70,10 +71,14 @@ where
         return End::HandOff(io, Bytes::new());
     }
     let cfg = &proxy.config;
+    // The re-arm interval: the shortest timeout (a floor keeps zero timeouts from spinning;
+    // a deadline earlier than the armed time still re-arms the timer at once).
     let step = cfg
         .client_header_timeout
         .min(cfg.keepalive_timeout)
-        .min(cfg.response_timeout);
+        .min(cfg.response_timeout)
+        .max(Duration::from_millis(100));
+    let proto = if conn.tls { "https" } else { "http" };
     let mut s = Session {
         proxy,
         conn,
@@ -83,7 +88,7 @@ where
         out: Vec::with_capacity(1024),
         from_up: BytesMut::with_capacity(16 * 1024),
         forwarded: format!(
-            "x-forwarded-for: {peer}\r\nx-forwarded-proto: http\r\nx-forwarded-port: {}\r\nx-real-ip: {peer}\r\n",
+            "x-forwarded-for: {peer}\r\nx-forwarded-proto: {proto}\r\nx-forwarded-port: {}\r\nx-real-ip: {peer}\r\n",
             conn.local_port
         )
         .into_bytes(),
@@ -142,7 +147,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         loop {
             let head = loop {
                 if !self.buf.is_empty() {
-                    match prepare(self.proxy, &self.buf, &mut self.up, &self.forwarded) {
+                    match prepare(
+                        self.proxy,
+                        self.conn,
+                        &self.buf,
+                        &mut self.up,
+                        &self.forwarded,
+                    ) {
                         Parsed::Ready(h) => break h,
                         Parsed::HandOff => return Flow::HandOff,
                         Parsed::Partial if self.buf.len() > cfg.max_header_bytes => {
@@ -615,7 +626,13 @@ const TARGET_BYTES: [bool; 256] = {
 
 /// Parses and checks a request head in `buf`; when this path serves it, writes the request
 /// head as it goes upstream into `up`.
-fn prepare(proxy: &Proxy, buf: &[u8], up: &mut Vec<u8>, forwarded: &[u8]) -> Parsed {
+fn prepare(
+    proxy: &Proxy,
+    conn: &ConnInfo,
+    buf: &[u8],
+    up: &mut Vec<u8>,
+    forwarded: &[u8],
+) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -689,7 +706,20 @@ fn prepare(proxy: &Proxy, buf: &[u8], up: &mut Vec<u8>, forwarded: &[u8]) -> Par
         return Parsed::HandOff;
     };
     let table = proxy.table.load();
-    if table.redirects_to_https(&host_name) {
+    // Redirects (plain HTTP), and over TLS a Host served with another certificate than the
+    // connection's (421), are the general path's.
+    let served_here = if conn.tls {
+        conn.sni
+            .as_deref()
+            .is_some_and(|sni| sni.eq_ignore_ascii_case(&host_name))
+            || {
+                let certs = proxy.certs.load();
+                certs.select(Some(&host_name)).id == certs.select(conn.sni.as_deref()).id
+            }
+    } else {
+        !table.redirects_to_https(&host_name)
+    };
+    if !served_here {
         return Parsed::HandOff;
     }
     let Some(route) = table.lookup(Some(&host_name), path).route else {
