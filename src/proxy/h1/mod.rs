@@ -84,9 +84,9 @@ where
         conn,
         io,
         buf: BytesMut::with_capacity(8 * 1024),
-        up: Vec::with_capacity(1024),
-        out: Vec::with_capacity(1024),
-        from_up: BytesMut::with_capacity(16 * 1024),
+        up: Vec::new(),
+        out: Vec::new(),
+        from_up: BytesMut::new(),
         forwarded: format!(
             "x-forwarded-for: {peer}\r\nx-forwarded-proto: {proto}\r\nx-forwarded-port: {}\r\nx-real-ip: {peer}\r\n",
             conn.local_port
@@ -96,9 +96,50 @@ where
         drained: Box::pin(drain.clone().cancelled_owned()),
         drain,
     };
-    match s.run().await {
+    let flow = s.run().await;
+    s.release();
+    match flow {
         Flow::HandOff => End::HandOff(s.io, s.buf.freeze()),
         Flow::Close | Flow::Continue => End::Closed,
+    }
+}
+
+/// The buffers of one exchange (request upstream, response head out, bytes from upstream).
+/// Between requests they wait in a per-thread spare list, so an idle keep-alive connection
+/// holds only its read buffer.
+struct Buffers {
+    up: Vec<u8>,
+    out: Vec<u8>,
+    from_up: BytesMut,
+}
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Buffers>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Most spare buffer sets kept per thread, and the largest `from_up` kept (bytes).
+const MAX_SPARE: usize = 256;
+const MAX_SPARE_CAPACITY: usize = 128 * 1024;
+
+impl Buffers {
+    fn take() -> Self {
+        SPARE.with_borrow_mut(Vec::pop).unwrap_or_else(|| Buffers {
+            up: Vec::with_capacity(1024),
+            out: Vec::with_capacity(1024),
+            from_up: BytesMut::with_capacity(16 * 1024),
+        })
+    }
+
+    fn give_back(mut self) {
+        if self.from_up.capacity() == 0 || self.from_up.capacity() > MAX_SPARE_CAPACITY {
+            return;
+        }
+        self.from_up.clear();
+        SPARE.with_borrow_mut(|spare| {
+            if spare.len() < MAX_SPARE {
+                spare.push(self);
+            }
+        });
     }
 }
 
@@ -138,6 +179,24 @@ enum Read {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
+    /// Borrows a spare buffer set for an exchange, unless the connection holds one.
+    fn lend(&mut self) {
+        if self.from_up.capacity() == 0 {
+            let b = Buffers::take();
+            (self.up, self.out, self.from_up) = (b.up, b.out, b.from_up);
+        }
+    }
+
+    /// Returns the buffer set to the thread's spares.
+    fn release(&mut self) {
+        Buffers {
+            up: std::mem::take(&mut self.up),
+            out: std::mem::take(&mut self.out),
+            from_up: std::mem::take(&mut self.from_up),
+        }
+        .give_back();
+    }
+
     async fn run(&mut self) -> Flow {
         let cfg = &self.proxy.config;
         // After a response: the next head's first byte is awaited for the keep-alive timeout,
@@ -147,6 +206,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
         loop {
             let head = loop {
                 if !self.buf.is_empty() {
+                    self.lend();
                     match prepare(
                         self.proxy,
                         self.conn,
@@ -168,6 +228,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     }
                 }
                 let between = self.buf.is_empty();
+                if between {
+                    self.release();
+                }
                 match self.read_client(between).await {
                     Read::Data => {
                         if idle {
