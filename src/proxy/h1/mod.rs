@@ -1051,4 +1051,271 @@ mod tests {
             assert!(!TARGET_BYTES[usize::from(*b)], "{b:#x}");
         }
     }
+
+    /// A proxy whose table routes `app.test` (and anything else, by a catch-all) to a Service
+    /// with two endpoints.
+    fn proxy() -> Arc<Proxy> {
+        static PROXY: std::sync::OnceLock<Arc<Proxy>> = std::sync::OnceLock::new();
+        PROXY.get_or_init(build_proxy).clone()
+    }
+
+    fn build_proxy() -> Arc<Proxy> {
+        const MANIFESTS: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{name: http, port: 80}]}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: web-1, labels: {kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{name: http, port: 8080}]\nendpoints: [{addresses: [10.0.0.1]}, {addresses: [10.0.0.2]}]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: app}\nspec:\n  ingressClassName: portcullis\n  defaultBackend: {service: {name: web, port: {number: 80}}}\n  rules:\n  - host: app.test\n    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}\n";
+        let mut snap = crate::routes::Snapshot::default();
+        for o in crate::source::dir::parse_manifests(MANIFESTS, "t.yaml").unwrap() {
+            match o {
+                crate::source::dir::Object::Ingress(x) => snap.ingresses.push(*x),
+                crate::source::dir::Object::Service(x) => snap.services.push(*x),
+                crate::source::dir::Object::EndpointSlice(x) => snap.endpoint_slices.push(*x),
+                _ => {}
+            }
+        }
+        let compiled = crate::routes::compile(&snap, &crate::routes::CompileOptions::default());
+        let (crt, key) = crate::tls::self_signed(&["default.test"]).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let store = crate::tls::Store::with_default(&crt, &key, now).unwrap();
+        Proxy::new(
+            super::super::Config::default(),
+            Arc::new(arc_swap::ArcSwap::from_pointee(compiled.table)),
+            Arc::new(arc_swap::ArcSwap::from_pointee(store)),
+            Arc::new(crate::telemetry::Metrics::new()),
+            Default::default(),
+        )
+    }
+
+    fn plain() -> ConnInfo {
+        ConnInfo {
+            peer: "192.0.2.7:5555".parse().unwrap(),
+            local_port: 80,
+            tls: false,
+            sni: None,
+        }
+    }
+
+    /// Header names in a parsed head, lower-cased.
+    fn names(headers: &[httparse::Header<'_>]) -> Vec<String> {
+        headers
+            .iter()
+            .map(|h| h.name.to_ascii_lowercase())
+            .collect()
+    }
+
+    #[test]
+    fn a_plain_request_is_served_here_and_rewritten() {
+        let mut up = Vec::new();
+        let buf = b"GET /x?y=1 HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n";
+        let Parsed::Ready(head) = prepare(
+            &proxy(),
+            &plain(),
+            buf,
+            &mut up,
+            b"x-real-ip: 192.0.2.7\r\n",
+        ) else {
+            panic!("not served here");
+        };
+        assert_eq!(head.head_len, buf.len());
+        let text = String::from_utf8(up).unwrap();
+        assert!(text.starts_with("GET /x?y=1 HTTP/1.1\r\nHost: app.test\r\nAccept: */*\r\nx-real-ip: 192.0.2.7\r\nx-forwarded-host: app.test\r\nx-request-id: "), "{text}");
+        assert!(
+            text.ends_with("\r\n\r\n") && !text.contains("6.6.6.6") && !text.contains("keep-alive"),
+            "{text}"
+        );
+    }
+
+    const HOP_OR_FRAMING: [&str; 11] = [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "expect",
+        "http2-settings",
+        "forwarded",
+        "x-forwarded-prefix",
+    ];
+
+    fn header_strategy() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let name = prop_oneof![
+            8 => "[A-Za-z][A-Za-z0-9_-]{0,12}",
+            1 => Just("Host".to_owned()),
+            1 => Just("host".to_owned()),
+            1 => Just("Content-Length".to_owned()),
+            1 => Just("Transfer-Encoding".to_owned()),
+            1 => Just("Connection".to_owned()),
+            1 => Just("X-Request-Id".to_owned()),
+            1 => Just("X-Forwarded-For".to_owned()),
+            1 => Just("Forwarded".to_owned()),
+            1 => Just("Content_Length".to_owned()),
+            1 => Just("Upgrade".to_owned()),
+            1 => Just("Expect".to_owned()),
+            1 => Just("Keep-Alive".to_owned()),
+            1 => Just("TE".to_owned()),
+        ];
+        let value = prop_oneof![
+            Just("app.test".to_owned()),
+            Just("APP.test:80".to_owned()),
+            Just("0".to_owned()),
+            Just("5".to_owned()),
+            Just("+5".to_owned()),
+            Just("5, 5".to_owned()),
+            Just("chunked".to_owned()),
+            Just("close".to_owned()),
+            Just("keep-alive, x-foo".to_owned()),
+            "[ -~]{0,24}",
+        ];
+        (name, value).prop_map(|(n, v)| format!("{n}: {v}\r\n"))
+    }
+
+    proptest::proptest! {
+        /// Whatever the client sends, a request this path forwards has one Host, no hop-by-hop
+        /// or framing header but a `Content-Length` equal to the body it reads, our forwarding
+        /// headers once each, and the client's method and target.
+        #[test]
+        fn forwarded_heads_are_well_framed(
+            method in proptest::prop_oneof![
+                4 => proptest::strategy::Just("GET"), 2 => proptest::strategy::Just("POST"),
+                1 => proptest::strategy::Just("HEAD"), 1 => proptest::strategy::Just("CONNECT"),
+                1 => proptest::strategy::Just("PRI"), 1 => proptest::strategy::Just("DELETE"),
+            ],
+            target in proptest::prop_oneof![
+                8 => "/[a-z0-9/?=&%._~-]{0,24}", 1 => "/[ -~]{0,30}", 1 => "[ -~]{0,12}",
+                1 => "/a/\\.\\./b", 1 => "/%2e%2E/x",
+            ],
+            host_first in proptest::bool::ANY,
+            version in proptest::prop_oneof![
+                8 => proptest::strategy::Just("HTTP/1.1"), 1 => proptest::strategy::Just("HTTP/1.0"),
+                1 => proptest::strategy::Just("HTTP/2.0"),
+            ],
+            headers in proptest::collection::vec(header_strategy(), 0..5),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..16),
+        ) {
+            let p = proxy();
+            let conn = plain();
+            let mut buf = format!("{method} {target} {version}\r\n").into_bytes();
+            if host_first {
+                buf.extend(b"Host: app.test\r\n");
+            }
+            for h in &headers {
+                buf.extend(h.as_bytes());
+            }
+            buf.extend(b"\r\n");
+            buf.extend(&body);
+            let mut up = Vec::new();
+            let forwarded = b"x-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: http\r\nx-forwarded-port: 80\r\nx-real-ip: 192.0.2.7\r\n";
+            let Parsed::Ready(head) = prepare(&p, &conn, &buf, &mut up, forwarded) else {
+                return Ok(());
+            };
+            proptest::prop_assert!(head.head_len <= buf.len());
+            let mut hs = [httparse::EMPTY_HEADER; 128];
+            let mut req = httparse::Request::new(&mut hs);
+            let n = req.parse(&up);
+            proptest::prop_assert!(
+                matches!(n, Ok(httparse::Status::Complete(n)) if n == up.len()),
+                "{}", String::from_utf8_lossy(&up)
+            );
+            proptest::prop_assert_eq!(req.method, Some(method));
+            proptest::prop_assert_eq!(req.path, Some(target.as_str()));
+            proptest::prop_assert_eq!(req.version, Some(1));
+            let names = names(req.headers);
+            let count = |n: &str| names.iter().filter(|x| *x == n).count();
+            proptest::prop_assert_eq!(count("host"), 1);
+            for n in HOP_OR_FRAMING {
+                proptest::prop_assert_eq!(count(n), 0, "{}", n);
+            }
+            proptest::prop_assert!(names.iter().all(|n| !n.contains('_')));
+            for n in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "x-real-ip", "x-request-id"] {
+                proptest::prop_assert_eq!(count(n), 1, "{}", n);
+            }
+            let lengths: Vec<&[u8]> = req.headers.iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map(|h| h.value)
+                .collect();
+            match lengths.as_slice() {
+                [] => proptest::prop_assert_eq!(head.body_len, 0),
+                [one] => proptest::prop_assert_eq!(parse_length(one), Some(head.body_len as u64)),
+                _ => proptest::prop_assert!(false, "several lengths forwarded"),
+            }
+        }
+
+        /// Whatever an upstream answers, a relayed response head is one well-formed head with
+        /// exactly the framing header its body is relayed by, and no hop-by-hop header.
+        #[test]
+        fn relayed_response_heads_are_well_framed(
+            status in proptest::prop_oneof![
+                proptest::strategy::Just(200u16), proptest::strategy::Just(204),
+                proptest::strategy::Just(304), proptest::strategy::Just(101),
+                proptest::strategy::Just(404), proptest::strategy::Just(599),
+            ],
+            headers in proptest::collection::vec(header_strategy(), 0..8),
+            head_method in proptest::bool::ANY,
+            client_close in proptest::bool::ANY,
+        ) {
+            let mut raw = format!("HTTP/1.1 {status} X\r\n").into_bytes();
+            for h in &headers {
+                raw.extend(h.as_bytes());
+            }
+            raw.extend(b"\r\n");
+            let mut hs = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+            let mut resp = httparse::Response::new(&mut hs);
+            if !matches!(resp.parse(&raw), Ok(httparse::Status::Complete(_))) {
+                return Ok(());
+            }
+            let p = proxy();
+            let table = p.table.load();
+            let route = table.lookup(Some("app.test"), "/").route.unwrap().clone();
+            let head = Head {
+                head_len: 0,
+                body_len: 0,
+                route,
+                head_method,
+                retryable: true,
+                close: client_close,
+                request_id: HeaderValue::from_static("0123456789abcdef0123456789abcdef"),
+                logged: None,
+            };
+            let mut out = Vec::new();
+            let Some(framing) = response_head(&resp, &head, client_close, &mut out) else {
+                return Ok(());
+            };
+            let mut hs2 = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS + 8];
+            let mut again = httparse::Response::new(&mut hs2);
+            proptest::prop_assert!(
+                matches!(again.parse(&out), Ok(httparse::Status::Complete(n)) if n == out.len()),
+                "{}", String::from_utf8_lossy(&out)
+            );
+            let names = names(again.headers);
+            let count = |n: &str| names.iter().filter(|x| *x == n).count();
+            for n in ["keep-alive", "proxy-connection", "te", "trailer", "upgrade", "http2-settings"] {
+                proptest::prop_assert_eq!(count(n), 0, "{}", n);
+            }
+            proptest::prop_assert_eq!(count("x-request-id"), 1);
+            match framing.body {
+                Body::Chunked => {
+                    proptest::prop_assert_eq!(count("transfer-encoding"), 1);
+                    proptest::prop_assert_eq!(count("content-length"), 0);
+                }
+                Body::Length(n) => {
+                    proptest::prop_assert_eq!(count("transfer-encoding"), 0);
+                    let cl: Vec<&[u8]> = again.headers.iter()
+                        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+                        .map(|h| h.value).collect();
+                    proptest::prop_assert_eq!(cl.len(), 1);
+                    proptest::prop_assert_eq!(parse_length(cl[0]), Some(n));
+                }
+                Body::Close => {
+                    proptest::prop_assert_eq!(count("transfer-encoding") + count("content-length"), 0);
+                    proptest::prop_assert!(framing.close && !framing.reusable);
+                }
+                Body::None => proptest::prop_assert_eq!(count("transfer-encoding"), 0),
+            }
+            proptest::prop_assert_eq!(count("connection"), usize::from(framing.close));
+            proptest::prop_assert!(status != 101);
+        }
+    }
 }
