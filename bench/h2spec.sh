@@ -19,23 +19,8 @@ while [ $# -gt 0 ]; do
 done
 PATH="$HOME/.cache/portcullis/testbin:$HOME/go/bin:$PATH"
 command -v h2spec >/dev/null || { echo "h2spec not found (see the header of this script)" >&2; exit 69; }
-if [ -z "$BIN" ]; then
-    (cd "$ROOT" && cargo build --release --quiet)
-    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis"
-fi
-OUT=${OUT:-$ROOT/bench/results/h2spec-$(date -u +%Y%m%dT%H%M%SZ)}
-mkdir -p "$OUT"
-W=$(mktemp -d /tmp/portcullis-h2spec.XXXXXX)
-PIDS=()
-cleanup() {
-    set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$W"
-}
-trap cleanup EXIT INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 300); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+. "$HERE/lib.sh"
+bench_prepare h2spec
 HTTP=$(free_port) HTTPS=$(free_port) ADMIN=$(free_port) BE=$(free_port)
 "$BIN" echo --listen "127.0.0.1:$BE" --name h2spec >/dev/null 2>&1 & PIDS+=($!)
 cat > "$W/all.yaml" <<EOF

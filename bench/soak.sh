@@ -24,24 +24,8 @@ while [ $# -gt 0 ]; do
 done
 PATH="$HOME/.cargo/bin:$PATH"
 command -v oha >/dev/null || { echo "oha not found: cargo install oha --locked" >&2; exit 69; }
-if [ -z "$BIN" ]; then
-    (cd "$ROOT" && cargo build --release --quiet)
-    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis"
-fi
-OUT=${OUT:-$ROOT/bench/results/soak-$(date -u +%Y%m%dT%H%M%SZ)}
-mkdir -p "$OUT"
-W=$(mktemp -d /tmp/portcullis-soak.XXXXXX)
-PIDS=()
-cleanup() {
-    set +e
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-    rm -rf "$W"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 300); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
+. "$HERE/lib.sh"
+bench_prepare soak
 HTTP=$(free_port) HTTPS=$(free_port) ADMIN=$(free_port) BE_A=$(free_port) BE_B=$(free_port)
 
 "$BIN" echo --listen "127.0.0.1:$BE_A" --name a >/dev/null 2>&1 & PIDS+=($!)

@@ -186,11 +186,8 @@ impl Proxy {
                 "request target is not an absolute path",
             ));
         }
-        if has_dot_segment(path) {
-            return Err(ProxyError::BadRequest("dot-segment in path"));
-        }
-        if path.contains("%00") {
-            return Err(ProxyError::BadRequest("encoded NUL in path"));
+        if let Some(why) = refused_path(path) {
+            return Err(ProxyError::BadRequest(why));
         }
         // ACME HTTP-01: answered before any redirect or route, on HTTP and HTTPS alike.
         if let Some(token) = path.strip_prefix(ACME_CHALLENGE_PREFIX)
@@ -207,15 +204,9 @@ impl Proxy {
         }
         if conn.tls
             && let Some(h) = host.as_deref()
-            && conn
-                .sni
-                .as_deref()
-                .is_none_or(|s| !s.eq_ignore_ascii_case(h))
+            && self.misdirected(h, conn.sni.as_deref())
         {
-            let certs = self.certs.load();
-            if certs.select(Some(h)).id != certs.select(conn.sni.as_deref()).id {
-                return Err(ProxyError::Misdirected);
-            }
+            return Err(ProxyError::Misdirected);
         }
         let lookup = table.lookup(host.as_deref(), path);
         let route = lookup.route.ok_or(ProxyError::NoRoute)?;
@@ -230,18 +221,23 @@ impl Proxy {
             Backend::External { host, port, .. } => {
                 vec![UpstreamTarget::Name(format!("{host}:{port}"))]
             }
-            Backend::Endpoints { .. } => {
-                let (start, addrs) = route
-                    .backend
-                    .pick()
-                    .expect("endpoints backend has addresses");
-                (0..addrs.len().min(3))
-                    .map(|i| UpstreamTarget::Addr(addrs[(start + i) % addrs.len()]))
-                    .collect()
-            }
+            Backend::Endpoints { .. } => endpoint_attempts(&route.backend)
+                .into_iter()
+                .map(UpstreamTarget::Addr)
+                .collect(),
         };
         self.forward(req, conn, raw_host.unwrap_or(""), route, &targets, outcome)
             .await
+    }
+
+    /// Whether `host` (normalised), asked for on a TLS connection with `sni`, would be served
+    /// with another certificate than the connection's: such a request gets 421.
+    pub(crate) fn misdirected(&self, host: &str, sni: Option<&str>) -> bool {
+        if sni.is_some_and(|s| s.eq_ignore_ascii_case(host)) {
+            return false;
+        }
+        let certs = self.certs.load();
+        certs.select(Some(host)).id != certs.select(sni).id
     }
 
     fn redirect(&self, host: &str, uri: &Uri) -> Response<Body> {
@@ -420,6 +416,30 @@ impl Proxy {
         strip_hop_by_hop(&mut parts.headers, false);
         Response::from_parts(parts, Body::upstream(body))
     }
+}
+
+/// Why a request path is refused (400): a dot-segment, or an encoded NUL.
+pub(crate) fn refused_path(path: &str) -> Option<&'static str> {
+    if has_dot_segment(path) {
+        Some("dot-segment in path")
+    } else if path.contains("%00") {
+        Some("encoded NUL in path")
+    } else {
+        None
+    }
+}
+
+/// Most endpoints one request is tried on (the next ones after a failed connect).
+const MAX_ATTEMPTS: usize = 3;
+
+/// The endpoints a request goes to, in order: the round-robin choice, then the ones after
+/// it, at most `MAX_ATTEMPTS`; none for a backend without endpoints.
+pub(crate) fn endpoint_attempts(backend: &Backend) -> Vec<SocketAddr> {
+    backend.pick().map_or_else(Vec::new, |(start, addrs)| {
+        (0..addrs.len().min(MAX_ATTEMPTS))
+            .map(|i| addrs[(start + i) % addrs.len()])
+            .collect()
+    })
 }
 
 /// Where ACME HTTP-01 challenges are fetched.

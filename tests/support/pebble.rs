@@ -156,36 +156,28 @@ impl Pebble {
     pub async fn set_renewal_window(&self, leaf_pem: &str, start: &str, end: &str) {
         let ari = serde_json::json!({"suggestedWindow": {"start": start, "end": end}}).to_string();
         let body = serde_json::json!({"Certificate": leaf_pem, "ARIResponse": ari}).to_string();
-        let tls = connect_verified(
-            &format!("127.0.0.1:{}", self.mgmt_port).parse().unwrap(),
-            "localhost",
-            &self.ca_pem,
-        )
-        .await
-        .unwrap();
-        let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
         let req = http::Request::post("/set-renewal-info/")
-            .header("host", "localhost")
             .header("content-type", "application/jose+json")
             .header("user-agent", "portcullis-tests")
             .body(Full::new(Bytes::from(body)))
             .unwrap();
-        let resp = tx.send_request(req).await.unwrap();
-        let status = resp.status();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        assert_eq!(
-            status,
-            200,
-            "pebble set-renewal-info: {}",
-            String::from_utf8_lossy(&body)
-        );
+        let (status, body) = self.management(req).await;
+        assert_eq!(status, 200, "pebble set-renewal-info: {body}");
     }
 
     /// Pebble's root certificate of this run (regenerated at every start), PEM.
     pub async fn root(&self) -> String {
+        let req = http::Request::get("/roots/0")
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        self.management(req).await.1
+    }
+
+    /// Sends one request to Pebble's management interface (over TLS, verified against its
+    /// CA); returns the status and the body as text.
+    async fn management(&self, mut req: http::Request<Full<Bytes>>) -> (u16, String) {
+        req.headers_mut()
+            .insert("host", http::HeaderValue::from_static("localhost"));
         let tls = connect_verified(
             &format!("127.0.0.1:{}", self.mgmt_port).parse().unwrap(),
             "localhost",
@@ -197,20 +189,10 @@ impl Pebble {
             .await
             .unwrap();
         tokio::spawn(conn);
-        let req = http::Request::get("/roots/0")
-            .header("host", "localhost")
-            .body(Full::<Bytes>::default())
-            .unwrap();
         let resp = tx.send_request(req).await.unwrap();
-        String::from_utf8(
-            resp.into_body()
-                .collect()
-                .await
-                .unwrap()
-                .to_bytes()
-                .to_vec(),
-        )
-        .unwrap()
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
     }
 }
 

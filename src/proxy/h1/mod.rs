@@ -29,8 +29,8 @@ use self::chunked::{Chunked, Scan};
 use super::Proxy;
 use super::headers::new_request_id;
 use super::pool::Key;
-use super::service::{ACME_CHALLENGE_PREFIX, ConnInfo, Served};
-use crate::routes::{Backend, Route, has_dot_segment, normalize_request_host};
+use super::service::{ACME_CHALLENGE_PREFIX, ConnInfo, Served, endpoint_attempts, refused_path};
+use crate::routes::{Backend, Route, normalize_request_host};
 use crate::telemetry::ServiceLabel;
 
 /// Largest request body read ahead and sent with the head; larger bodies take the general path.
@@ -286,14 +286,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
     /// Sends the request to an endpoint and relays the answer.
     async fn forward(&mut self, head: &Head, start: std::time::Instant) -> Flow {
         let cfg = &self.proxy.config;
-        let Some((first, addrs)) = head.route.backend.pick() else {
+        let addrs = endpoint_attempts(&head.route.backend);
+        if addrs.is_empty() {
             return self
                 .answer(head, start, StatusCode::SERVICE_UNAVAILABLE, None)
                 .await;
-        };
-        let addrs: Box<[_]> = (0..addrs.len().min(3))
-            .map(|i| addrs[(first + i) % addrs.len()])
-            .collect();
+        }
         let mut failure = StatusCode::BAD_GATEWAY;
         let mut last = None;
         // The whole request is at hand: after a failed connect (nothing sent) any request may
@@ -714,7 +712,7 @@ fn prepare(
         return Parsed::HandOff;
     }
     let path = &target[..target.find('?').unwrap_or(target.len())];
-    if has_dot_segment(path) || path.contains("%00") || path.starts_with(ACME_CHALLENGE_PREFIX) {
+    if refused_path(path).is_some() || path.starts_with(ACME_CHALLENGE_PREFIX) {
         return Parsed::HandOff;
     }
     up.clear();
@@ -772,13 +770,7 @@ fn prepare(
     // Redirects (plain HTTP), and over TLS a Host served with another certificate than the
     // connection's (421), are the general path's.
     let served_here = if conn.tls {
-        conn.sni
-            .as_deref()
-            .is_some_and(|sni| sni.eq_ignore_ascii_case(&host_name))
-            || {
-                let certs = proxy.certs.load();
-                certs.select(Some(&host_name)).id == certs.select(conn.sni.as_deref()).id
-            }
+        !proxy.misdirected(&host_name, conn.sni.as_deref())
     } else {
         !table.redirects_to_https(&host_name)
     };
