@@ -4,7 +4,8 @@
 # With --strace: system calls per request instead (strace -c on the running proxy).
 #
 #   bench/profile.sh [--bin PATH] [--requests N] [--peers "portcullis nginx haproxy"]
-#                    [--scenario S1|S4] [--strace] [--out DIR]
+#                    [--scenario S1|S4|S5] [--strace] [--out DIR]
+# S1: HTTP/1.1 keep-alive; S4: the same over TLS; S5: HTTP/2 over TLS, 16 connections x 32 streams.
 # Prints "peer Ir/request" (or "peer syscalls/request") lines; keeps callgrind.out.* (or
 # strace tables) in DIR.
 set -euo pipefail
@@ -52,6 +53,8 @@ taskset -c 0 nginx -c "$W/nginx-backend.conf"; wait_port 9000
 
 URL=http://127.0.0.1:8080/small
 [ "$SCEN" = S4 ] && URL=https://127.0.0.1:8443/small
+LOAD=(--h1 -c 16)
+[ "$SCEN" = S5 ] && URL=https://127.0.0.1:8443/small && LOAD=(-c 16 -m 32)
 for peer in $PEERS; do
     case "$peer" in
         portcullis) cmd=("$BIN" serve --manifests "$W/manifests" --worker-threads 1 --http-listen 127.0.0.1:8080
@@ -68,9 +71,9 @@ for peer in $PEERS; do
             RUST_LOG=warn,rustls=error taskset -c 1 "${cmd[@]}" > "$OUT/$peer.log" 2>&1 &
             vp=$!; PIDS+=($vp); wait_port 8080
         fi
-        taskset -c 0 h2load --h1 -n 2000 -c 16 "$URL" > /dev/null
+        taskset -c 0 h2load "${LOAD[@]}" -n 2000 "$URL" > /dev/null
         strace -c -f -p "$vp" -o "$OUT/$peer.strace.txt" & sp=$!; sleep 1
-        taskset -c 0 h2load --h1 -n "$N" -c 16 "$URL" > "$OUT/$peer.h2load.txt"
+        taskset -c 0 h2load "${LOAD[@]}" -n "$N" "$URL" > "$OUT/$peer.h2load.txt"
         kill -INT "$sp"; wait "$sp" 2>/dev/null || true
         if [ "$peer" = nginx ]; then kill "$(cat "$W/nginx-proxy.pid")"; sleep 0.5; else kill "$vp"; wait "$vp" 2>/dev/null || true; fi
         ok=$(awk '/^status codes:/ {print $3}' "$OUT/$peer.h2load.txt")
@@ -82,9 +85,9 @@ for peer in $PEERS; do
         "${cmd[@]}" > "$OUT/$peer.log" 2>&1 &
     vp=$!; PIDS+=($vp)
     wait_port 8080
-    taskset -c 0 h2load --h1 -n 2000 -c 16 "$URL" > /dev/null   # warm-up: pool, caches
+    taskset -c 0 h2load "${LOAD[@]}" -n 2000 "$URL" > /dev/null   # warm-up: pool, caches
     callgrind_control -z "$vp" > /dev/null
-    taskset -c 0 h2load --h1 -n "$N" -c 16 "$URL" > "$OUT/$peer.h2load.txt"
+    taskset -c 0 h2load "${LOAD[@]}" -n "$N" "$URL" > "$OUT/$peer.h2load.txt"
     callgrind_control -d "$vp" > /dev/null
     sleep 1
     kill -INT "$vp" 2>/dev/null || true; sleep 1; kill "$vp" 2>/dev/null || true; wait "$vp" 2>/dev/null || true

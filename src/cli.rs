@@ -180,6 +180,10 @@ pub struct ServeArgs {
     /// Runtime worker threads: 0 = one per core, 1 = a single-threaded (current_thread) runtime.
     #[arg(long, env = "PORTCULLIS_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
+    /// How long a worker thread that has been at least 85% busy spins before it sleeps
+    /// (`0us`: never spin). Below 70% busy it never spins.
+    #[arg(long, env = "PORTCULLIS_IDLE_SPIN", value_parser = parse_duration, default_value = "10us")]
+    pub idle_spin: Duration,
 }
 
 /// Flags of `demo`.
@@ -360,15 +364,35 @@ fn parse_publish_address(s: &str) -> Result<AddressList, String> {
 
 /// Parses a duration such as `250ms`, `5s`, `2m` or `1h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let err = || format!("{s:?} is not a duration such as 250ms, 5s, 2m or 1h");
+    let err = || format!("{s:?} is not a duration such as 10us, 250ms, 5s, 2m or 1h");
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| err())?;
     match unit {
+        "us" => Ok(Duration::from_micros(n)),
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
         "h" => Ok(Duration::from_secs(n * 3600)),
         _ => Err(err()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_one_unit() {
+        assert_eq!(parse_duration("10us"), Ok(Duration::from_micros(10)));
+        assert_eq!(parse_duration("0us"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "10", "us", "1.5s", "-1s", "10 s", "3d"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("is not a duration"), "{bad:?}: {e}");
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod echo;
+pub mod idle;
 pub mod proxy;
 pub mod routes;
 pub mod source;

@@ -26,9 +26,9 @@ fn main() {
         Command::Echo(_) | Command::Crds(_) => portcullis::telemetry::LogFormat::Text,
     };
     init_logging(log_format);
-    let workers = match &cli.command {
-        Command::Serve(a) => a.worker_threads,
-        _ => 0,
+    let (workers, spin) = match &cli.command {
+        Command::Serve(a) => (a.worker_threads, a.idle_spin),
+        _ => (0, std::time::Duration::ZERO),
     };
     if let Command::Crds(a) = &cli.command {
         let write = || -> std::io::Result<()> {
@@ -44,7 +44,7 @@ fn main() {
         }
         return;
     }
-    let runtime = match runtime(workers) {
+    let runtime = match runtime(workers, spin) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("portcullis: cannot start the async runtime: {e}");
@@ -66,8 +66,8 @@ fn main() {
 }
 
 /// The async runtime: `current_thread` for one worker (no cross-thread wake-ups), else
-/// `multi_thread` with `workers` threads (0 = one per core).
-fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+/// `multi_thread` with `workers` threads (0 = one per core); `spin` as in [`portcullis::idle`].
+fn runtime(workers: usize, spin: std::time::Duration) -> std::io::Result<tokio::runtime::Runtime> {
     let mut b = match workers {
         1 => tokio::runtime::Builder::new_current_thread(),
         _ => tokio::runtime::Builder::new_multi_thread(),
@@ -75,5 +75,6 @@ fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if workers > 1 {
         b.worker_threads(workers);
     }
+    portcullis::idle::install(&mut b, spin);
     b.enable_all().build()
 }

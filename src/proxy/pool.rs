@@ -127,7 +127,8 @@ struct Idle<C> {
 
 /// Idle upstream connections by endpoint, and how to open new ones.
 pub(crate) struct Pool<C> {
-    idle: Mutex<HashMap<Key, Vec<Idle<C>>>>,
+    /// Keyed by endpoint; foldhash, as the route table (keys come from configuration).
+    idle: Mutex<HashMap<Key, Vec<Idle<C>>, foldhash::fast::RandomState>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     reaper: Once,
@@ -146,7 +147,7 @@ impl<C: Pooled> Pool<C> {
     /// An empty pool; idle connections are closed after `idle_timeout`.
     pub(crate) fn new(connect_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Pool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::default()),
             connect_timeout,
             idle_timeout,
             reaper: Once::new(),

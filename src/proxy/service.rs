@@ -90,9 +90,11 @@ impl Proxy {
             route: None,
             upstream: None,
         };
-        let result = self
-            .route_and_forward(req, conn, &table, raw_host, &mut outcome)
-            .await;
+        // Boxed: the exchange's state is ~4 KiB, and hyper's HTTP/2 server and the runtime
+        // move the request future several times before it completes; this keeps them to
+        // moving a pointer.
+        let result =
+            Box::pin(self.route_and_forward(req, conn, &table, raw_host, &mut outcome)).await;
         let mut resp = match result {
             Ok(r) => r,
             Err(e) => {
@@ -107,8 +109,12 @@ impl Proxy {
                 r
             }
         };
+        // Unique per response: never worth a slot in the HTTP/2 (HPACK) dynamic table, where
+        // it would only push out the headers that do repeat.
+        let mut id = request_id.clone();
+        id.set_sensitive(true);
         resp.headers_mut()
-            .insert(super::headers::X_REQUEST_ID.clone(), request_id.clone());
+            .insert(super::headers::X_REQUEST_ID.clone(), id);
         self.record(
             conn,
             &Served {

@@ -1,6 +1,11 @@
 //! The immutable routing table the proxy reads: host → paths → backend. No Kubernetes types.
 
 use std::collections::{HashMap, HashSet};
+
+/// The request path's maps: seeded foldhash, several times cheaper per lookup than SipHash.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+/// The set counterpart of [`FastMap`].
+pub(crate) type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,9 +86,9 @@ pub struct Route {
 #[derive(Debug, Default)]
 pub struct HostRoutes {
     /// Exact paths.
-    pub(crate) exact: HashMap<Box<str>, Arc<Route>>,
+    pub(crate) exact: FastMap<Box<str>, Arc<Route>>,
     /// Prefix paths keyed by the path without trailing slashes (`/` is ``).
-    pub(crate) prefix: HashMap<Box<str>, Arc<Route>>,
+    pub(crate) prefix: FastMap<Box<str>, Arc<Route>>,
     /// The `spec.defaultBackend` of the oldest Ingress owning this host that has one.
     pub(crate) default: Option<Arc<Route>>,
 }
@@ -128,15 +133,15 @@ pub struct Lookup<'a> {
 /// An immutable routing table, built by `compile` and swapped atomically.
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    pub(crate) exact_hosts: HashMap<Box<str>, HostRoutes>,
-    pub(crate) wildcard_hosts: HashMap<Box<str>, HostRoutes>,
+    pub(crate) exact_hosts: FastMap<Box<str>, HostRoutes>,
+    pub(crate) wildcard_hosts: FastMap<Box<str>, HostRoutes>,
     pub(crate) any_host: Option<HostRoutes>,
     /// Section 5 steps 3 and 4: the catch-all Ingress, else the controller default backend.
     pub(crate) fallback: Option<Arc<Route>>,
     /// Controller default backend (step 4), also used when a host matched but nothing in it.
     pub(crate) controller_default: Option<Arc<Route>>,
-    pub(crate) redirect_exact: HashSet<Box<str>>,
-    pub(crate) redirect_wildcard: HashSet<Box<str>>,
+    pub(crate) redirect_exact: FastSet<Box<str>>,
+    pub(crate) redirect_wildcard: FastSet<Box<str>>,
 }
 
 impl RouteTable {

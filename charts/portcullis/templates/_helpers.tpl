@@ -172,6 +172,7 @@ traffic is still served, then --shutdown-grace-period for open requests, plus 5 
 - --shutdown-drain-delay={{ $c.shutdownDrainDelay }}
 - --shutdown-grace-period={{ $c.shutdownGracePeriod }}
 - --worker-threads={{ int64 $c.workerThreads }}
+- --idle-spin={{ $c.idleSpin }}
 - --acme={{ .Values.acme.enabled }}
 {{- if .Values.acme.enabled }}
 {{- if .Values.acme.certManagerAnnotations }}
