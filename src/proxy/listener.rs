@@ -374,9 +374,12 @@ impl Activity {
         if version == Version::HTTP_2 {
             self.h2.store(true, Ordering::Relaxed);
         }
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.reading_head.store(false, Ordering::Release);
-        self.changed.notify_one();
+        // With requests already in flight no deadline runs: nothing for the watchdog to redo.
+        if before == 0 {
+            self.changed.notify_one();
+        }
         RequestGuard(self.clone())
     }
 
