@@ -662,3 +662,20 @@ async fn acme_tls_alpn_handshakes_without_a_pending_challenge_fail() {
         "no certificate is offered to acme-tls/1 without a challenge"
     );
 }
+
+/// The harness itself: a process that exits during start-up fails the wait at once, with its
+/// log, instead of after the full timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_process_that_exits_at_start_fails_the_wait_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Portcullis::spawn(dir.path(), &["--idle-spin", "soon"]);
+    let waited = tokio::spawn(async move { p.wait_ready().await }).await;
+    let panic = waited.expect_err("wait_ready must fail for a process that exited");
+    let msg = panic
+        .into_panic()
+        .downcast::<String>()
+        .map(|s| *s)
+        .unwrap_or_default();
+    assert!(msg.contains("exited before it was ready"), "{msg}");
+    assert!(msg.contains("not a duration"), "the log is shown: {msg}");
+}

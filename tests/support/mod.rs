@@ -210,11 +210,27 @@ impl Portcullis {
                 return;
             }
             assert!(
+                !self.exited(),
+                "portcullis exited before it was ready; log:\n{}",
+                self.log_text()
+            );
+            assert!(
                 Instant::now() < deadline,
                 "portcullis not ready in 20s; log:\n{}",
                 self.log_text()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Whether the process has exited (it is a zombie, or gone); readable through `&self`.
+    pub fn exited(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())) {
+            // The state follows the command name, which is in parentheses.
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_none_or(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+            Err(_) => true,
         }
     }
 
@@ -226,17 +242,20 @@ impl Portcullis {
     pub async fn wait_for(&self, host: &str, path: &str, check: impl Fn(&Resp) -> bool) -> Resp {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(r) = get(self.http, host, path).await {
-                if check(&r) {
-                    return r;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "condition not met in 10s for {host}{path}; last {} {}",
-                    r.status(),
-                    r.text()
-                );
-            }
+            let last = match get(self.http, host, path).await {
+                Ok(r) if check(&r) => return r,
+                Ok(r) => format!("{} {}", r.status(), r.text()),
+                Err(e) => format!("no response: {e}"),
+            };
+            assert!(
+                !self.exited(),
+                "portcullis exited while waiting for {host}{path}; log:\n{}",
+                self.log_text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "condition not met in 10s for {host}{path}; last {last}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
