@@ -92,7 +92,8 @@ pub struct ServeArgs {
     /// Time allowed to connect to an upstream endpoint.
     #[arg(long, env = "PORTCULLIS_UPSTREAM_CONNECT_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
     pub upstream_connect_timeout: Duration,
-    /// Time allowed for an upstream to start answering.
+    /// Time allowed for an upstream to start answering, and between two pieces of its
+    /// response body.
     #[arg(long, env = "PORTCULLIS_UPSTREAM_RESPONSE_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
     pub upstream_response_timeout: Duration,
     /// Time allowed for a client to send a request head (and finish a TLS handshake).

@@ -41,6 +41,7 @@ fn scripted_answer(path: &str) -> &'static [u8] {
         "/badchunk" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nabc\r\n",
         "/close" => b"HTTP/1.1 200 OK\r\n\r\nbye",
         "/linger-close" => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi",
+        "/stall" => b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc",
         _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
     }
 }
@@ -97,6 +98,11 @@ impl Scripted {
                 "/close" | "/both" | "/gzip" | "/badchunk" => return,
                 "/linger-close" => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
+                    return;
+                }
+                // 3 of 10 body bytes, then nothing, with the connection left open.
+                "/stall" => {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
                     return;
                 }
                 _ => {}
@@ -446,4 +452,70 @@ async fn tls_keep_alive_requests_take_the_fast_path_and_a_host_other_than_sni_is
         let port = p.https.port().to_string();
         assert_eq!(header(r, "x-forwarded-port"), Some(port), "{r}");
     }
+}
+
+/// Both request paths bound the wait for the rest of an upstream response body by
+/// `--upstream-response-timeout`: the client gets what arrived, then the connection (HTTP/1.1)
+/// or the stream (HTTP/2) is cut, instead of hanging as long as the upstream does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_upstream_body_is_cut_at_the_response_timeout_on_both_paths() {
+    let b = Scripted::start().await;
+    let m = Manifests::new();
+    m.write("svc.yaml", &service_yaml("raw", &[b.addr]));
+    m.write(
+        "ing.yaml",
+        &ingress_yaml("raw", "raw.test", &[("/", "Prefix", "raw")]),
+    );
+    // Far below the 60 s the backend holds the connection open for.
+    let bound = Duration::from_secs(20);
+    for fast in ["true", "false"] {
+        let p = Portcullis::start(
+            m.path(),
+            &[
+                "--upstream-response-timeout",
+                "1s",
+                "--http1-fast-path",
+                fast,
+            ],
+        )
+        .await;
+        p.wait_for("raw.test", "/cl", |r| r.status() == 200).await;
+        let mut s = TcpStream::connect(p.http).await.unwrap();
+        s.write_all(request("GET", "/stall", "").as_bytes())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(bound, s.read_to_end(&mut got)).await;
+        assert!(
+            read.is_ok(),
+            "fast path {fast}: connection still open after {bound:?}; got {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200"), "fast path {fast}: {text}");
+        assert!(text.ends_with("\r\n\r\nabc"), "fast path {fast}: {text}");
+    }
+
+    // HTTP/2 (h2c, prior knowledge) always takes the general path: the stream is reset.
+    let p = Portcullis::start(m.path(), &["--upstream-response-timeout", "1s"]).await;
+    let tcp = TcpStream::connect(p.http).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("http://raw.test/stall")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = tx.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = tokio::time::timeout(bound, http_body_util::BodyExt::collect(resp.into_body()))
+        .await
+        .expect("HTTP/2 stream still open after the bound");
+    assert!(
+        body.is_err(),
+        "the stalled body ends in an error, not as complete"
+    );
 }

@@ -74,9 +74,7 @@ impl HttpBody for Body {
         match &mut self.0 {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Upstream(b) => Pin::new(b)
-                .poll_frame(cx)
-                .map_err(|e| Box::new(e) as BoxError),
+            Kind::Upstream(b) => Pin::new(b).poll_frame(cx),
             Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
         }
     }

@@ -145,7 +145,11 @@ impl Proxy {
         challenges: Http01Answers,
     ) -> Arc<Self> {
         let client = service::Upstream::new(&config);
-        let sockets = pool::Pool::new(config.connect_timeout, config.upstream_idle_timeout);
+        let sockets = pool::Pool::new(
+            config.connect_timeout,
+            config.upstream_idle_timeout,
+            config.response_timeout,
+        );
         Arc::new(Self {
             sockets,
             config,

@@ -45,7 +45,11 @@ pub(crate) struct Upstream {
 impl Upstream {
     pub(crate) fn new(cfg: &Config) -> Self {
         Self {
-            pool: HttpPool::new(cfg.connect_timeout, cfg.upstream_idle_timeout),
+            pool: HttpPool::new(
+                cfg.connect_timeout,
+                cfg.upstream_idle_timeout,
+                cfg.response_timeout,
+            ),
         }
     }
 }
