@@ -217,7 +217,8 @@ where
     (out, closed)
 }
 
-async fn setup() -> (Scripted, Manifests, Portcullis) {
+/// The scripted backend behind `raw.test`, and the manifests that route to it.
+async fn backend() -> (Scripted, Manifests) {
     let b = Scripted::start().await;
     let m = Manifests::new();
     m.write("svc.yaml", &service_yaml("raw", &[b.addr]));
@@ -225,6 +226,11 @@ async fn setup() -> (Scripted, Manifests, Portcullis) {
         "ing.yaml",
         &ingress_yaml("raw", "raw.test", &[("/", "Prefix", "raw")]),
     );
+    (b, m)
+}
+
+async fn setup() -> (Scripted, Manifests, Portcullis) {
+    let (b, m) = backend().await;
     let p = Portcullis::start(m.path(), &[]).await;
     p.wait_for("raw.test", "/cl", |r| r.status() == 200).await;
     (b, m, p)
@@ -459,13 +465,7 @@ async fn tls_keep_alive_requests_take_the_fast_path_and_a_host_other_than_sni_is
 /// or the stream (HTTP/2) is cut, instead of hanging as long as the upstream does.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_upstream_body_is_cut_at_the_response_timeout_on_both_paths() {
-    let b = Scripted::start().await;
-    let m = Manifests::new();
-    m.write("svc.yaml", &service_yaml("raw", &[b.addr]));
-    m.write(
-        "ing.yaml",
-        &ingress_yaml("raw", "raw.test", &[("/", "Prefix", "raw")]),
-    );
+    let (_b, m) = backend().await;
     // Far below the 60 s the backend holds the connection open for.
     let bound = Duration::from_secs(20);
     for fast in ["true", "false"] {
