@@ -3,12 +3,14 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::BoxError;
+use super::deadline::Deadline;
 use super::pool::PooledBody;
 use super::service::UpBody;
 
@@ -18,7 +20,7 @@ pub struct Body(Kind);
 enum Kind {
     Empty,
     Full(Option<Bytes>),
-    Upstream(PooledBody<UpBody>),
+    Upstream(PooledBody<UpBody>, Stall),
     Boxed(BoxBody<Bytes, BoxError>),
 }
 
@@ -34,9 +36,15 @@ impl Body {
         Body(Kind::Full((!data.is_empty()).then_some(data)))
     }
 
-    /// An upstream's response body, streamed.
-    pub(crate) fn upstream(body: PooledBody<UpBody>) -> Self {
-        Body(Kind::Upstream(body))
+    /// An upstream's response body, streamed; cut when no data comes for `limit`.
+    pub(crate) fn upstream(body: PooledBody<UpBody>, limit: Duration) -> Self {
+        Body(Kind::Upstream(
+            body,
+            Stall {
+                limit,
+                deadline: None,
+            },
+        ))
     }
 }
 
@@ -57,7 +65,7 @@ impl std::fmt::Debug for Body {
         f.write_str(match self.0 {
             Kind::Empty => "Body::Empty",
             Kind::Full(_) => "Body::Full",
-            Kind::Upstream(_) => "Body::Upstream",
+            Kind::Upstream(..) => "Body::Upstream",
             Kind::Boxed(_) => "Body::Boxed",
         })
     }
@@ -74,7 +82,18 @@ impl HttpBody for Body {
         match &mut self.0 {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Upstream(b) => Pin::new(b).poll_frame(cx),
+            Kind::Upstream(b, stall) => {
+                let polled = Pin::new(b).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(_))) => stall.progressed(),
+                    // Dropped unfinished, the upstream connection closes, never pooled.
+                    Poll::Pending if stall.expired(cx) => {
+                        return Poll::Ready(Some(Err(Box::new(BodyStalled(stall.limit)))));
+                    }
+                    _ => {}
+                }
+                polled.map_err(|e| Box::new(e) as BoxError)
+            }
             Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
         }
     }
@@ -83,7 +102,7 @@ impl HttpBody for Body {
         match &self.0 {
             Kind::Empty => true,
             Kind::Full(data) => data.is_none(),
-            Kind::Upstream(b) => b.is_end_stream(),
+            Kind::Upstream(b, _) => b.is_end_stream(),
             Kind::Boxed(b) => b.is_end_stream(),
         }
     }
@@ -92,8 +111,81 @@ impl HttpBody for Body {
         match &self.0 {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Kind::Upstream(b) => b.size_hint(),
+            Kind::Upstream(b, _) => b.size_hint(),
             Kind::Boxed(b) => b.size_hint(),
         }
+    }
+}
+
+/// How long a streamed upstream body may go without data, as nginx's `proxy_read_timeout`.
+/// The timer is made only when the body first has to wait, so a body that arrived with its
+/// head costs nothing.
+struct Stall {
+    limit: Duration,
+    deadline: Option<Deadline>,
+}
+
+impl Stall {
+    /// A piece of the body arrived.
+    fn progressed(&mut self) {
+        if let Some(d) = &mut self.deadline {
+            d.set(tokio::time::Instant::now() + self.limit);
+        }
+    }
+
+    /// The body has to wait: whether it has waited longer than the limit.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let limit = self.limit;
+        self.deadline
+            .get_or_insert_with(|| Deadline::new(tokio::time::Instant::now() + limit, limit))
+            .poll_expired(cx)
+            .is_ready()
+    }
+}
+
+/// An upstream that sent no body data within `--upstream-response-timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent nothing of the response body for {0:?}")]
+struct BodyStalled(Duration);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    /// Polls `expired` once, as `poll_frame` does when the body has to wait.
+    fn expired(s: &mut Stall) -> bool {
+        s.expired(&mut Context::from_waker(Waker::noop()))
+    }
+
+    fn stall(limit: Duration) -> Stall {
+        Stall {
+            limit,
+            deadline: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_keeps_arriving_never_expires_and_one_that_stops_does() {
+        let limit = Duration::from_secs(10);
+        let mut s = stall(limit);
+        assert!(!expired(&mut s), "armed at the first wait");
+        // A piece every 6 s: 30 s in all, never 10 s without one.
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_secs(6)).await;
+            assert!(!expired(&mut s));
+            s.progressed();
+        }
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(!expired(&mut s), "9 s since the last piece");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(expired(&mut s), "11 s since the last piece");
+    }
+
+    #[test]
+    fn a_body_that_never_waits_makes_no_timer() {
+        let mut s = stall(Duration::from_secs(1));
+        s.progressed();
+        assert!(s.deadline.is_none());
     }
 }

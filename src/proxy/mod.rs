@@ -43,6 +43,7 @@ macro_rules! delegate_async_write {
 }
 
 mod body;
+mod deadline;
 mod error;
 mod h1;
 mod headers;
@@ -145,11 +146,7 @@ impl Proxy {
         challenges: Http01Answers,
     ) -> Arc<Self> {
         let client = service::Upstream::new(&config);
-        let sockets = pool::Pool::new(
-            config.connect_timeout,
-            config.upstream_idle_timeout,
-            config.response_timeout,
-        );
+        let sockets = pool::Pool::new(config.connect_timeout, config.upstream_idle_timeout);
         Arc::new(Self {
             sockets,
             config,

@@ -131,8 +131,6 @@ pub(crate) struct Pool<C> {
     idle: Mutex<HashMap<Key, Vec<Idle<C>>, foldhash::fast::RandomState>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
-    /// Longest wait for the next piece of an upstream response body (`PooledBody`).
-    read_timeout: Duration,
     reaper: Once,
 }
 
@@ -147,16 +145,11 @@ impl<C> std::fmt::Debug for Pool<C> {
 
 impl<C: Pooled> Pool<C> {
     /// An empty pool; idle connections are closed after `idle_timeout`.
-    pub(crate) fn new(
-        connect_timeout: Duration,
-        idle_timeout: Duration,
-        read_timeout: Duration,
-    ) -> Arc<Self> {
+    pub(crate) fn new(connect_timeout: Duration, idle_timeout: Duration) -> Arc<Self> {
         Arc::new(Pool {
             idle: Mutex::new(HashMap::default()),
             connect_timeout,
             idle_timeout,
-            read_timeout,
             reaper: Once::new(),
         })
     }
@@ -277,7 +270,6 @@ impl<B: ReqBody> Pool<Conn<B>> {
                         conn: Some(c),
                         pool: Arc::downgrade(self),
                         key: key.clone(),
-                        stall: Stall::new(self.read_timeout),
                     };
                     return Ok(Response::from_parts(parts, body));
                 }
@@ -315,7 +307,6 @@ impl<B: ReqBody> Pool<Conn<B>> {
             conn: None,
             pool: Weak::new(),
             key: key.clone(),
-            stall: Stall::new(self.read_timeout),
         };
         Ok(Response::from_parts(parts, body))
     }
@@ -355,54 +346,7 @@ pub(crate) struct PooledBody<B: ReqBody> {
     conn: Option<Conn<B>>,
     pool: Weak<Pool<Conn<B>>>,
     key: Key,
-    stall: Stall,
 }
-
-/// The read timeout of a streamed upstream body: the time since the last piece arrived, as
-/// nginx's `proxy_read_timeout`. The timer is made only when the body first has to wait, so
-/// a body that arrived with its head costs nothing, and re-armed only when it fires.
-struct Stall {
-    limit: Duration,
-    /// The timer and when the body last progressed, from the body's first wait on.
-    armed: Option<(Pin<Box<tokio::time::Sleep>>, tokio::time::Instant)>,
-}
-
-impl Stall {
-    fn new(limit: Duration) -> Self {
-        Stall { limit, armed: None }
-    }
-
-    /// A piece of the body arrived.
-    fn progressed(&mut self) {
-        if let Some((_, last)) = &mut self.armed {
-            *last = tokio::time::Instant::now();
-        }
-    }
-
-    /// The body has to wait: whether it has waited longer than the limit.
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let limit = self.limit;
-        let (timer, last) = self.armed.get_or_insert_with(|| {
-            (
-                Box::pin(tokio::time::sleep(limit)),
-                tokio::time::Instant::now(),
-            )
-        });
-        while timer.as_mut().poll(cx).is_ready() {
-            let due = *last + limit;
-            if due <= tokio::time::Instant::now() {
-                return true;
-            }
-            timer.as_mut().reset(due);
-        }
-        false
-    }
-}
-
-/// An upstream that sent no body data within `--upstream-response-timeout`.
-#[derive(Debug, thiserror::Error)]
-#[error("upstream sent nothing of the response body for {0:?}")]
-pub(crate) struct BodyStalled(Duration);
 
 impl<B: ReqBody> PooledBody<B> {
     /// The exchange is over: pool the connection if it can take the next request, else let
@@ -436,12 +380,12 @@ impl<B: ReqBody> PooledBody<B> {
 
 impl<B: ReqBody> HttpBody for PooledBody<B> {
     type Data = Bytes;
-    type Error = super::BoxError;
+    type Error = hyper::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, super::BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
         if let Some(c) = this.conn.as_mut()
             && !c.drive(cx)
@@ -451,23 +395,11 @@ impl<B: ReqBody> HttpBody for PooledBody<B> {
         let polled = Pin::new(&mut this.body).poll_frame(cx);
         match &polled {
             Poll::Ready(None) => this.release(cx),
-            Poll::Ready(Some(Ok(_))) => {
-                this.stall.progressed();
-                if this.body.is_end_stream() {
-                    this.release(cx);
-                }
-            }
+            Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(cx),
             Poll::Ready(Some(Err(_))) => this.conn = None,
-            Poll::Pending => {
-                if this.stall.expired(cx) {
-                    // The connection is in the middle of a response: never reused.
-                    this.conn = None;
-                    let e = BodyStalled(this.stall.limit);
-                    return Poll::Ready(Some(Err(Box::new(e))));
-                }
-            }
+            _ => {}
         }
-        polled.map_err(|e| Box::new(e) as super::BoxError)
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -494,39 +426,5 @@ impl<B: ReqBody> std::fmt::Debug for PooledBody<B> {
         f.debug_struct("PooledBody")
             .field("key", &self.key)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Polls `expired` once, as `poll_frame` does when the body has to wait.
-    fn expired(s: &mut Stall) -> bool {
-        s.expired(&mut Context::from_waker(Waker::noop()))
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_body_that_keeps_arriving_never_expires_and_one_that_stops_does() {
-        let limit = Duration::from_secs(10);
-        let mut s = Stall::new(limit);
-        assert!(!expired(&mut s), "armed at the first wait");
-        // A piece every 6 s: 30 s in all, never 10 s without one.
-        for _ in 0..5 {
-            tokio::time::advance(Duration::from_secs(6)).await;
-            assert!(!expired(&mut s));
-            s.progressed();
-        }
-        tokio::time::advance(Duration::from_secs(9)).await;
-        assert!(!expired(&mut s), "9 s since the last piece");
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(expired(&mut s), "11 s since the last piece");
-    }
-
-    #[test]
-    fn a_body_that_never_waits_makes_no_timer() {
-        let mut s = Stall::new(Duration::from_secs(1));
-        s.progressed();
-        assert!(s.armed.is_none());
     }
 }

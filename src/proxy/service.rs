@@ -45,11 +45,7 @@ pub(crate) struct Upstream {
 impl Upstream {
     pub(crate) fn new(cfg: &Config) -> Self {
         Self {
-            pool: HttpPool::new(
-                cfg.connect_timeout,
-                cfg.upstream_idle_timeout,
-                cfg.response_timeout,
-            ),
+            pool: HttpPool::new(cfg.connect_timeout, cfg.upstream_idle_timeout),
         }
     }
 }
@@ -240,6 +236,23 @@ impl Proxy {
             .await
     }
 
+    /// Counts and logs a failed connection attempt to an endpoint of `route`'s Service.
+    pub(crate) fn connect_failed(
+        &self,
+        route: &Route,
+        upstream: Option<SocketAddr>,
+        e: &std::io::Error,
+    ) {
+        let service = route.backend.service();
+        self.metrics
+            .upstream_connect_errors
+            .get_or_create(&ServiceLabel {
+                service: service.to_owned(),
+            })
+            .inc();
+        tracing::warn!(upstream = upstream.map(tracing::field::display), service, error = %e, "upstream connect failed");
+    }
+
     /// Whether `host` (normalised), asked for on a TLS connection with `sni`, would be served
     /// with another certificate than the connection's: such a request gets 421.
     pub(crate) fn misdirected(&self, host: &str, sni: Option<&str>) -> bool {
@@ -363,13 +376,7 @@ impl Proxy {
             let resp = match sent {
                 Err(_) => return Err(ProxyError::Timeout),
                 Ok(Err(SendError::Connect(e, req))) => {
-                    self.metrics
-                        .upstream_connect_errors
-                        .get_or_create(&ServiceLabel {
-                            service: route.backend.service().to_owned(),
-                        })
-                        .inc();
-                    tracing::warn!(upstream = ?outcome.upstream, service = route.backend.service(), error = %e, "upstream connect failed");
+                    self.connect_failed(route, outcome.upstream, &e);
                     last_err = Some(ProxyError::Connect(e));
                     pending = Some(*req);
                     continue;
@@ -424,7 +431,7 @@ impl Proxy {
         }
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
-        Response::from_parts(parts, Body::upstream(body))
+        Response::from_parts(parts, Body::upstream(body, self.config.response_timeout))
     }
 }
 

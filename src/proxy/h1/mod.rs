@@ -22,16 +22,16 @@ use http::StatusCode;
 use http::header::HeaderValue;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use self::chunked::{Chunked, Scan};
 use super::Proxy;
+use super::deadline::Deadline;
 use super::headers::new_request_id;
 use super::pool::Key;
 use super::service::{ACME_CHALLENGE_PREFIX, ConnInfo, Served, endpoint_attempts, refused_path};
 use crate::routes::{Backend, Route, normalize_request_host};
-use crate::telemetry::ServiceLabel;
 
 /// Largest request body read ahead and sent with the head; larger bodies take the general path.
 const MAX_BUFFERED_BODY: u64 = 64 * 1024;
@@ -308,14 +308,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
                     None => match self.proxy.sockets.open(&key).await {
                         Ok(s) => s,
                         Err(e) => {
-                            self.proxy
-                                .metrics
-                                .upstream_connect_errors
-                                .get_or_create(&ServiceLabel {
-                                    service: head.route.backend.service().to_owned(),
-                                })
-                                .inc();
-                            tracing::warn!(upstream = %addr, service = head.route.backend.service(), error = %e, "upstream connect failed");
+                            self.proxy.connect_failed(&head.route, Some(addr), &e);
                             failure = StatusCode::BAD_GATEWAY;
                             break;
                         }
@@ -560,46 +553,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<'_, S> {
             return Flow::Close;
         }
         if close { Flow::Close } else { Flow::Continue }
-    }
-}
-
-/// The one timer of a connection. Moving its deadline later costs no timer operation: the
-/// timer is armed at most `step` ahead, and when it fires before the deadline it is armed
-/// again. (`step` is the shortest timeout, so a new deadline is never earlier than the armed
-/// time and re-arming is never needed when a deadline is set.)
-struct Deadline {
-    sleep: Pin<Box<Sleep>>,
-    at: Instant,
-    step: Duration,
-}
-
-impl Deadline {
-    fn new(at: Instant, step: Duration) -> Self {
-        let first = at.min(Instant::now() + step);
-        Deadline {
-            sleep: Box::pin(tokio::time::sleep_until(first)),
-            at,
-            step,
-        }
-    }
-
-    fn set(&mut self, at: Instant) {
-        self.at = at;
-        if at < self.sleep.deadline() {
-            self.sleep.as_mut().reset(at);
-        }
-    }
-
-    /// Resolves once the deadline has passed.
-    async fn expired(&mut self) {
-        loop {
-            self.sleep.as_mut().await;
-            let now = Instant::now();
-            if now >= self.at {
-                return;
-            }
-            self.sleep.as_mut().reset(self.at.min(now + self.step));
-        }
     }
 }
 
