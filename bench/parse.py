@@ -81,6 +81,7 @@ def main():
     a.add_argument("--cpu0", nargs=4, type=float)
     a.add_argument("--load", type=float)
     a.add_argument("--pss", type=int)
+    a.add_argument("--counters", nargs=2, help="bench/counters.py JSON before and after")
     o = a.parse_args()
     text = open(o.raw).read()
     try:
@@ -96,6 +97,9 @@ def main():
         "cpu0_busy": (b1 - b0) / (t1 - t0) if t1 > t0 else None,
         "loadavg": o.load, "pss_kib": o.pss,
     })
+    if o.counters:
+        before, after = (json.loads(c) for c in o.counters)
+        r.update({k: after[k] - before.get(k, 0) for k in after})
     if r.get("requests"):
         r["cpu_us_per_req"] = cpu_s / r["requests"] * 1e6
         r["user_us_per_req"] = user_s / r["requests"] * 1e6

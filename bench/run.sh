@@ -109,14 +109,16 @@ PEER="" PEER_PIDS=() RUN=0
 measure() {
     local scen="$1" tool="$2"; shift 2
     local raw="$OUT/raw/$RUN-$PEER-$scen.txt"
-    local u0 s0 u1 s1 a0 a1 t0 t1 load
+    local u0 s0 u1 s1 a0 a1 t0 t1 load k0 k1
     load=$(cut -d' ' -f1 /proc/loadavg)
+    k0=$(python3 "$HERE/counters.py" "${PEER_PIDS[@]}")
     read -r u0 s0 < <(cpu_of "${PEER_PIDS[@]}"); a0=$(cpu_line 0); t0=$(date +%s.%N)
     taskset -c 0 "$@" > "$raw" 2>&1 || true
     t1=$(date +%s.%N); read -r u1 s1 < <(cpu_of "${PEER_PIDS[@]}"); a1=$(cpu_line 0)
+    k1=$(python3 "$HERE/counters.py" "${PEER_PIDS[@]}")
     python3 "$HERE/parse.py" --tool "$tool" --raw "$raw" --peer "$PEER" --scenario "$scen" --run "$RUN" \
         --cpu-ticks $((u1 - u0)) $((s1 - s0)) --hz "$(getconf CLK_TCK)" --wall "$t0" "$t1" --cpu0 $a0 $a1 \
-        --load "$load" --pss "$(pss_of "${PEER_PIDS[@]}")" >> "$RESULTS"
+        --load "$load" --pss "$(pss_of "${PEER_PIDS[@]}")" --counters "$k0" "$k1" >> "$RESULTS"
     tail -n1 "$RESULTS" | cut -c1-200 >&2
 }
 wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
