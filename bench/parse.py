@@ -104,6 +104,8 @@ def main():
         r["cpu_us_per_req"] = cpu_s / r["requests"] * 1e6
         r["user_us_per_req"] = user_s / r["requests"] * 1e6
         r["sys_us_per_req"] = sys_s / r["requests"] * 1e6
+        if "vol_switches" in r:
+            r["sleeps_per_kreq"] = r["vol_switches"] / r["requests"] * 1e3
     if r.get("bytes"):
         r["cpu_ms_per_gb"] = cpu_s * 1e3 / (r["bytes"] / 1e9)
         r["gbps"] = r["bytes"] / 1e9 / (o.wall[1] - o.wall[0])

@@ -30,7 +30,8 @@ SCEN = [
     ("S7-S1", "S7 baseline: S1 with the 10,000-host table loaded", "cpu_us_per_req"),
     ("S7", "S7 random Host over 10,000 hosts (90% hit)", "cpu_us_per_req"),
 ]
-METRICS = ["rps", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req", "cpu_ms_per_gb", "gbps", "p50_ms", "p99_ms", "p99_9_ms", "errors", "cpu0_busy", "pss_kib", "loadavg"]
+METRICS = ["rps", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req", "cpu_ms_per_gb", "gbps", "p50_ms", "p99_ms", "p99_9_ms", "errors", "cpu0_busy", "pss_kib", "loadavg",
+           "sleeps_per_kreq", "tcp_retrans"]
 
 
 def med(xs):
@@ -75,8 +76,8 @@ def main():
            f"{env.get('haproxy')}; {env.get('openssl')}; {env.get('wrk')}; {env.get('h2load')}; {env.get('oha')}",
            f"Load average at start: {env.get('loadavg_start')}. nginx S1 peak (calibration): {cal.get('nginx_s1_peak')} rps; fixed rate {cal.get('rate')} rps.",
            "",
-           "| Scenario | Peer | rps median (min–max) | % of R0 | CPU µs/req median (min–max) | user + sys µs/req | p99 ms | errors | CPU0 busy | Portcullis ÷ this (CPU/req) |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| Scenario | Peer | rps median (min–max) | % of R0 | CPU µs/req median (min–max) | user + sys µs/req | p99 ms | errors | CPU0 busy | sleeps /1k req | TCP retrans. (max) | Portcullis ÷ this (CPU/req) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     r0 = m("S1-c64", "direct", "rps")
     for s, label, key in SCEN:
         if s not in summ:
@@ -95,7 +96,9 @@ def main():
                        f"{fmt(v['user_us_per_req']['median'], 2) + ' + ' + fmt(v['sys_us_per_req']['median'], 2) if v['user_us_per_req'] and key != 'cpu_ms_per_gb' else ''} | "
                        f"{fmt(v['p99_ms']['median'], 2) if v['p99_ms'] else '–'} | "
                        f"{fmt(v['errors']['max'], 0) if v['errors'] else '–'} | "
-                       f"{fmt(100 * v['cpu0_busy']['median'], 0) + '%' if v['cpu0_busy'] else '–'} | {fmt(rr, 2) if rr else ''} |")
+                       f"{fmt(100 * v['cpu0_busy']['median'], 0) + '%' if v['cpu0_busy'] else '–'} | "
+                       f"{fmt(v['sleeps_per_kreq']['median'], 1) if v['sleeps_per_kreq'] and p != 'direct' else '–'} | "
+                       f"{fmt(v['tcp_retrans']['max'], 0) if v['tcp_retrans'] else '–'} | {fmt(rr, 2) if rr else ''} |")
     # targets
     t = []
 
