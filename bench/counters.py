@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Prints, as one JSON object, the kernel counters that explain latency tails: TCP retransmissions
-and timeouts, listen-queue overflows and loopback backlog drops (system-wide), and the voluntary
-and involuntary context switches of the given pids (all their threads)."""
+"""Prints, as one JSON object, the kernel counters that explain latency tails: TCP segments sent,
+retransmissions and timeouts, listen-queue overflows and loopback backlog drops (system-wide),
+the voluntary and involuntary context switches of the given pids (all their threads), and the
+voluntary ones of the backend's pids, given after `--backend`.
+
+  counters.py PROXY_PID... [--backend PID...]"""
 import json
 import os
 import sys
@@ -21,15 +24,24 @@ def main():
     ext = table("/proc/net/netstat", "TcpExt:")
     softnet = sum(int(l.split()[1], 16) for l in open("/proc/net/softnet_stat"))
     c = {
+        "tcp_out_segs": tcp.get("OutSegs", 0),
         "tcp_retrans": tcp.get("RetransSegs", 0),
         "tcp_timeouts": ext.get("TCPTimeouts", 0),
         "tcp_loss_probes": ext.get("TCPLossProbes", 0),
         "listen_overflows": ext.get("ListenOverflows", 0),
         "backlog_drops": softnet + ext.get("TCPBacklogDrop", 0),
-        "vol_switches": 0,
-        "invol_switches": 0,
     }
-    for pid in sys.argv[1:]:
+    args = sys.argv[1:]
+    cut = args.index("--backend") if "--backend" in args else len(args)
+    c["vol_switches"], c["invol_switches"] = switches(args[:cut])
+    c["backend_vol_switches"] = switches(args[cut + 1:])[0]
+    print(json.dumps(c))
+
+
+def switches(pids):
+    """Voluntary and involuntary context switches of all threads of `pids`."""
+    vol = invol = 0
+    for pid in pids:
         try:
             threads = os.listdir(f"/proc/{pid}/task")
         except OSError:
@@ -38,12 +50,12 @@ def main():
             try:
                 for line in open(f"/proc/{pid}/task/{tid}/status"):
                     if line.startswith("voluntary_ctxt_switches"):
-                        c["vol_switches"] += int(line.split()[1])
+                        vol += int(line.split()[1])
                     elif line.startswith("nonvoluntary_ctxt_switches"):
-                        c["invol_switches"] += int(line.split()[1])
+                        invol += int(line.split()[1])
             except OSError:
                 pass
-    print(json.dumps(c))
+    return vol, invol
 
 
 if __name__ == "__main__":

@@ -106,6 +106,8 @@ def main():
         r["sys_us_per_req"] = sys_s / r["requests"] * 1e6
         if "vol_switches" in r:
             r["sleeps_per_kreq"] = r["vol_switches"] / r["requests"] * 1e3
+            r["backend_sleeps_per_kreq"] = r["backend_vol_switches"] / r["requests"] * 1e3
+            r["segs_per_req"] = r["tcp_out_segs"] / r["requests"]
     if r.get("bytes"):
         r["cpu_ms_per_gb"] = cpu_s * 1e3 / (r["bytes"] / 1e9)
         r["gbps"] = r["bytes"] / 1e9 / (o.wall[1] - o.wall[0])

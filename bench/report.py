@@ -31,7 +31,7 @@ SCEN = [
     ("S7", "S7 random Host over 10,000 hosts (90% hit)", "cpu_us_per_req"),
 ]
 METRICS = ["rps", "cpu_us_per_req", "user_us_per_req", "sys_us_per_req", "cpu_ms_per_gb", "gbps", "p50_ms", "p99_ms", "p99_9_ms", "errors", "cpu0_busy", "pss_kib", "loadavg",
-           "sleeps_per_kreq", "tcp_retrans"]
+           "sleeps_per_kreq", "backend_sleeps_per_kreq", "tcp_retrans"]
 
 
 def med(xs):
@@ -76,7 +76,7 @@ def main():
            f"{env.get('haproxy')}; {env.get('openssl')}; {env.get('wrk')}; {env.get('h2load')}; {env.get('oha')}",
            f"Load average at start: {env.get('loadavg_start')}. nginx S1 peak (calibration): {cal.get('nginx_s1_peak')} rps; fixed rate {cal.get('rate')} rps.",
            "",
-           "| Scenario | Peer | rps median (min–max) | % of R0 | CPU µs/req median (min–max) | user + sys µs/req | p99 ms | errors | CPU0 busy | sleeps /1k req | TCP retrans. (max) | Portcullis ÷ this (CPU/req) |",
+           "| Scenario | Peer | rps median (min–max) | % of R0 | CPU µs/req median (min–max) | user + sys µs/req | p99 ms | errors | CPU0 busy | sleeps /1k req: proxy, backend | TCP retrans. (max) | Portcullis ÷ this (CPU/req) |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     r0 = m("S1-c64", "direct", "rps")
     for s, label, key in SCEN:
@@ -97,7 +97,8 @@ def main():
                        f"{fmt(v['p99_ms']['median'], 2) if v['p99_ms'] else '–'} | "
                        f"{fmt(v['errors']['max'], 0) if v['errors'] else '–'} | "
                        f"{fmt(100 * v['cpu0_busy']['median'], 0) + '%' if v['cpu0_busy'] else '–'} | "
-                       f"{fmt(v['sleeps_per_kreq']['median'], 1) if v['sleeps_per_kreq'] and p != 'direct' else '–'} | "
+                       f"{fmt(v['sleeps_per_kreq']['median'], 1) if v['sleeps_per_kreq'] and p != 'direct' else '–'}, "
+                       f"{fmt(v['backend_sleeps_per_kreq']['median'], 1) if v['backend_sleeps_per_kreq'] else '–'} | "
                        f"{fmt(v['tcp_retrans']['max'], 0) if v['tcp_retrans'] else '–'} | {fmt(rr, 2) if rr else ''} |")
     # targets
     t = []

@@ -103,7 +103,7 @@ pss_of() {
     for p in "$@"; do t=$((t + $(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0))); done
     echo "$t"
 }
-PEER="" PEER_PIDS=() RUN=0
+PEER="" PEER_PIDS=() BACKEND_PIDS=() RUN=0
 # measure SCENARIO TOOL CMD...: runs the load command on CPU0, records proxy CPU, CPU0 busy,
 # load average and the tool's output as one JSON line.
 measure() {
@@ -111,11 +111,11 @@ measure() {
     local raw="$OUT/raw/$RUN-$PEER-$scen.txt"
     local u0 s0 u1 s1 a0 a1 t0 t1 load k0 k1
     load=$(cut -d' ' -f1 /proc/loadavg)
-    k0=$(python3 "$HERE/counters.py" "${PEER_PIDS[@]}")
+    k0=$(python3 "$HERE/counters.py" "${PEER_PIDS[@]}" --backend "${BACKEND_PIDS[@]}")
     read -r u0 s0 < <(cpu_of "${PEER_PIDS[@]}"); a0=$(cpu_line 0); t0=$(date +%s.%N)
     taskset -c 0 "$@" > "$raw" 2>&1 || true
     t1=$(date +%s.%N); read -r u1 s1 < <(cpu_of "${PEER_PIDS[@]}"); a1=$(cpu_line 0)
-    k1=$(python3 "$HERE/counters.py" "${PEER_PIDS[@]}")
+    k1=$(python3 "$HERE/counters.py" "${PEER_PIDS[@]}" --backend "${BACKEND_PIDS[@]}")
     python3 "$HERE/parse.py" --tool "$tool" --raw "$raw" --peer "$PEER" --scenario "$scen" --run "$RUN" \
         --cpu-ticks $((u1 - u0)) $((s1 - s0)) --hz "$(getconf CLK_TCK)" --wall "$t0" "$t1" --cpu0 $a0 $a1 \
         --load "$load" --pss "$(pss_of "${PEER_PIDS[@]}")" --counters "$k0" "$k1" >> "$RESULTS"
@@ -125,6 +125,8 @@ wait_port() { for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/nu
 
 start_backend() {
     taskset -c 0 nginx -c "$W/nginx-backend.conf"
+    wait_port 9000
+    BACKEND_PIDS=($(pgrep -P "$(cat "$W/nginx-be.pid")"))   # its workers
     taskset -c 0 "$BIN" echo --listen 127.0.0.1:9002 --name ws >/dev/null 2>&1 &
     PIDS+=($!)
     wait_port 9000; wait_port 9002
