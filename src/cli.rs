@@ -183,7 +183,7 @@ pub struct ServeArgs {
     pub worker_threads: usize,
     /// How long a worker thread that has been at least 85% busy spins before it sleeps
     /// (`0us`: never spin). Below 70% busy it never spins.
-    #[arg(long, env = "PORTCULLIS_IDLE_SPIN", value_parser = parse_duration, default_value = "10us")]
+    #[arg(long, env = "PORTCULLIS_IDLE_SPIN", value_parser = parse_duration, default_value = "20us")]
     pub idle_spin: Duration,
 }
 
