@@ -129,7 +129,7 @@ start_backend() {
     BACKEND_PIDS=($(pgrep -P "$(cat "$W/nginx-be.pid")"))   # its workers
     taskset -c 0 "$BIN" echo --listen 127.0.0.1:9002 --name ws >/dev/null 2>&1 &
     PIDS+=($!)
-    wait_port 9000; wait_port 9002
+    wait_port 9002
 }
 
 start_peer() {
