@@ -519,3 +519,106 @@ async fn a_stalled_upstream_body_is_cut_at_the_response_timeout_on_both_paths() 
         "the stalled body ends in an error, not as complete"
     );
 }
+
+/// HTTP/2 requests without a body take the general path's own upstream exchange: every
+/// framing arrives as HTTP/2 data (chunked trailers as HTTP/2 trailers), hop-by-hop headers
+/// are dropped, split `Cookie` fields reach the backend as one line, one upstream connection
+/// carries the exchanges, and ambiguous or broken framing gives 502 or a reset stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_requests_without_a_body_are_relayed_exactly() {
+    let (b, _m, p) = setup().await;
+    let tcp = TcpStream::connect(p.http).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let before = b.requests().len();
+    let mut send = async |method: &str, path: &str| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://raw.test{path}"))
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = tx.send_request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = http_body_util::BodyExt::collect(body)
+            .await
+            .map(|c| (c.trailers().cloned(), c.to_bytes()));
+        Ok::<_, hyper::Error>((parts, body))
+    };
+    let script = [
+        ("GET", "/cl", 200, &b"hello"[..]),
+        ("GET", "/chunked", 200, b"abcdefg"),
+        ("GET", "/interim", 200, b"ok"),
+        ("GET", "/nocontent", 204, b""),
+        ("GET", "/named", 200, b"abc"),
+        ("HEAD", "/cl", 200, b""),
+        ("DELETE", "/cl", 200, b"hello"),
+    ];
+    let mut heads = Vec::new();
+    for (method, path, status, body) in script {
+        let (parts, got) = send(method, path).await.unwrap();
+        let (trailers, bytes) = got.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        assert_eq!(parts.status, status, "{method} {path}");
+        assert_eq!(&bytes[..], body, "{method} {path}");
+        if path == "/chunked" {
+            let t = trailers.expect("chunked trailers arrive as HTTP/2 trailers");
+            assert_eq!(t.get("x-sum").unwrap(), "7");
+        }
+        let id = parts.headers.get("x-request-id").unwrap();
+        assert_eq!(id.len(), 32, "{method} {path}");
+        heads.push(parts.headers);
+    }
+    // Hop-by-hop headers and what the upstream's Connection names do not reach the client.
+    for h in ["x-secret", "keep-alive", "connection"] {
+        assert!(heads[4].get(h).is_none(), "{h}: {:?}", heads[4]);
+    }
+    assert!(heads[1].get("trailer").is_none());
+    assert!(heads[2].get("link").is_none());
+    assert_eq!(heads[5].get("content-length").unwrap(), "5");
+    let reqs = b.requests().split_off(before);
+    assert_eq!(reqs.len(), script.len());
+    assert!(reqs.iter().all(|(c, _)| *c == reqs[0].0), "{reqs:#?}");
+    for (_, r) in &reqs {
+        assert_eq!(header(r, "cookie").as_deref(), Some("a=1; b=2"), "{r}");
+        assert_eq!(r.matches("\r\ncookie:").count(), 1, "{r}");
+        assert_eq!(header(r, "host").as_deref(), Some("raw.test"), "{r}");
+        assert_eq!(
+            header(r, "x-forwarded-proto").as_deref(),
+            Some("http"),
+            "{r}"
+        );
+    }
+
+    // A close-delimited body ends with the upstream's close; that connection is not reused.
+    let (parts, got) = send("GET", "/close").await.unwrap();
+    assert_eq!(parts.status, 200);
+    assert_eq!(&got.unwrap().1[..], b"bye");
+    let (_, got) = send("GET", "/cl").await.unwrap();
+    assert_eq!(&got.unwrap().1[..], b"hello");
+    let reqs = b.requests().split_off(before + script.len());
+    assert_eq!(reqs.len(), 2);
+    assert_ne!(reqs[0].0, reqs[1].0);
+
+    // Ambiguous framing is refused before anything is relayed; a broken chunk resets the stream.
+    for path in ["/both", "/gzip"] {
+        let (parts, _) = send("GET", path).await.unwrap();
+        assert_eq!(parts.status, 502, "{path}");
+    }
+    // The reset may overtake the response head.
+    let got = send("GET", "/badchunk").await;
+    assert!(
+        got.is_err() || got.is_ok_and(|(_, body)| body.is_err()),
+        "a misframed body ends in an error"
+    );
+    let (parts, got) = send("GET", "/cl").await.unwrap();
+    assert_eq!(
+        (parts.status.as_u16(), &got.unwrap().1[..]),
+        (200, &b"hello"[..])
+    );
+}

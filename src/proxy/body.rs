@@ -12,6 +12,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use super::BoxError;
 use super::deadline::Deadline;
 use super::pool::PooledBody;
+use super::relay::RelayBody;
 use super::service::UpBody;
 
 /// The body of every response the proxy sends.
@@ -21,6 +22,7 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Upstream(PooledBody<UpBody>, Stall),
+    Relay(RelayBody, Stall),
     Boxed(BoxBody<Bytes, BoxError>),
 }
 
@@ -48,6 +50,20 @@ impl Body {
     }
 }
 
+impl Body {
+    /// An upstream's response body read by the general path's own exchange (`relay`); cut
+    /// when no data comes for `limit`.
+    pub(crate) fn relay(body: RelayBody, limit: Duration) -> Self {
+        Body(Kind::Relay(
+            body,
+            Stall {
+                limit,
+                deadline: None,
+            },
+        ))
+    }
+}
+
 impl Default for Body {
     fn default() -> Self {
         Body::empty()
@@ -66,6 +82,7 @@ impl std::fmt::Debug for Body {
             Kind::Empty => "Body::Empty",
             Kind::Full(_) => "Body::Full",
             Kind::Upstream(..) => "Body::Upstream",
+            Kind::Relay(..) => "Body::Relay",
             Kind::Boxed(_) => "Body::Boxed",
         })
     }
@@ -82,18 +99,8 @@ impl HttpBody for Body {
         match &mut self.0 {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Upstream(b, stall) => {
-                let polled = Pin::new(b).poll_frame(cx);
-                match &polled {
-                    Poll::Ready(Some(Ok(_))) => stall.progressed(),
-                    // Dropped unfinished, the upstream connection closes, never pooled.
-                    Poll::Pending if stall.expired(cx) => {
-                        return Poll::Ready(Some(Err(Box::new(BodyStalled(stall.limit)))));
-                    }
-                    _ => {}
-                }
-                polled.map_err(|e| Box::new(e) as BoxError)
-            }
+            Kind::Upstream(b, stall) => stall.poll(Pin::new(b), cx),
+            Kind::Relay(b, stall) => stall.poll(Pin::new(b), cx),
             Kind::Boxed(b) => Pin::new(b).poll_frame(cx),
         }
     }
@@ -103,6 +110,7 @@ impl HttpBody for Body {
             Kind::Empty => true,
             Kind::Full(data) => data.is_none(),
             Kind::Upstream(b, _) => b.is_end_stream(),
+            Kind::Relay(b, _) => b.is_end_stream(),
             Kind::Boxed(b) => b.is_end_stream(),
         }
     }
@@ -112,6 +120,7 @@ impl HttpBody for Body {
             Kind::Empty => SizeHint::with_exact(0),
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::Upstream(b, _) => b.size_hint(),
+            Kind::Relay(b, _) => b.size_hint(),
             Kind::Boxed(b) => b.size_hint(),
         }
     }
@@ -126,6 +135,27 @@ struct Stall {
 }
 
 impl Stall {
+    /// Polls an upstream body, cutting it once it has waited longer than the limit.
+    fn poll<B>(
+        &mut self,
+        body: Pin<&mut B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+    where
+        B: HttpBody<Data = Bytes, Error: std::error::Error + Send + Sync + 'static>,
+    {
+        let polled = body.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => self.progressed(),
+            // Dropped unfinished, the upstream connection closes, never pooled.
+            Poll::Pending if self.expired(cx) => {
+                return Poll::Ready(Some(Err(Box::new(BodyStalled(self.limit)))));
+            }
+            _ => {}
+        }
+        polled.map_err(|e| Box::new(e) as BoxError)
+    }
+
     /// A piece of the body arrived.
     fn progressed(&mut self) {
         if let Some(d) = &mut self.deadline {

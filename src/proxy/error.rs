@@ -32,6 +32,9 @@ pub enum ProxyError {
     /// The upstream failed after the request was sent.
     #[error("upstream request failed: {0}")]
     Upstream(#[source] hyper::Error),
+    /// The upstream closed without answering, or its answer cannot be relayed.
+    #[error("upstream response unusable: {0}")]
+    UpstreamResponse(&'static str),
     /// The upstream did not answer within the response timeout.
     #[error("upstream timed out")]
     Timeout,
@@ -47,7 +50,9 @@ impl ProxyError {
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
             ProxyError::NoRoute => StatusCode::NOT_FOUND,
             ProxyError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ProxyError::Connect(_) | ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Connect(_) | ProxyError::Upstream(_) | ProxyError::UpstreamResponse(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }

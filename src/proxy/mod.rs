@@ -49,6 +49,7 @@ mod h1;
 mod headers;
 mod listener;
 mod pool;
+mod relay;
 mod service;
 
 use std::sync::Arc;

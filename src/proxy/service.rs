@@ -18,6 +18,7 @@ use super::headers::{
     strip_underscore_names,
 };
 use super::pool::{HttpPool, Key, PooledBody, SendError};
+use super::relay::{self, Relayed};
 use super::{Body, Config, Proxy};
 use crate::routes::{Backend, Route, has_dot_segment, normalize_request_host};
 use crate::telemetry::{RequestLabels, ServiceLabel};
@@ -333,16 +334,12 @@ impl Proxy {
             return Err(ProxyError::BadRequest("request target cannot be forwarded"));
         }
         let bodyless = body.is_end_stream();
+        if bodyless && !upgrade {
+            drop(body);
+            return self.relay(&parts, route, targets, outcome).await;
+        }
         let limit = usize::try_from(self.config.max_body_bytes).unwrap_or(usize::MAX);
-        let idempotent = matches!(
-            parts.method,
-            Method::GET
-                | Method::HEAD
-                | Method::OPTIONS
-                | Method::PUT
-                | Method::DELETE
-                | Method::TRACE
-        );
+        let idempotent = idempotent(&parts.method);
         // A request that reached the upstream is consumed; keep a copy only when a bodyless
         // idempotent request may be repeated on the next endpoint.
         let spare = (bodyless && idempotent && targets.len() > 1).then(|| parts.clone());
@@ -408,6 +405,62 @@ impl Proxy {
         Err(last_err.unwrap_or(ProxyError::Unavailable("no endpoint")))
     }
 
+    /// Forwards a request without a body by the general path's own exchange (`relay`):
+    /// after a failed connect, or an upstream that closed without answering an idempotent
+    /// request, the next endpoint is tried.
+    async fn relay<'t>(
+        &self,
+        parts: &http::request::Parts,
+        route: &'t Route,
+        targets: &[UpstreamTarget],
+        outcome: &mut Outcome<'t>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let mut head = Vec::with_capacity(512);
+        relay::encode_head(parts, &mut head);
+        let head_method = parts.method == Method::HEAD;
+        let mut last_err = None;
+        for target in targets {
+            let key = match target {
+                UpstreamTarget::Addr(a) => Key::Addr(*a),
+                UpstreamTarget::Name(n) => Key::Name(n.as_str().into()),
+            };
+            outcome.upstream = match target {
+                UpstreamTarget::Addr(a) => Some(*a),
+                UpstreamTarget::Name(_) => None,
+            };
+            let sent = tokio::time::timeout(
+                self.config.response_timeout,
+                relay::exchange(&self.sockets, &key, &head, head_method),
+            )
+            .await;
+            match sent {
+                Err(_) => return Err(ProxyError::Timeout),
+                Ok(Relayed::Response(resp)) => {
+                    let (parts, body) = resp.into_parts();
+                    let body = Body::relay(body, self.config.response_timeout);
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Ok(Relayed::Connect(e)) => {
+                    self.connect_failed(route, outcome.upstream, &e);
+                    last_err = Some(ProxyError::Connect(e));
+                }
+                // RFC 9110 section 9.2.2: an idempotent request may be repeated.
+                Ok(Relayed::Closed) if idempotent(&parts.method) => {
+                    tracing::warn!(upstream = ?outcome.upstream, service = route.backend.service(), "upstream closed without a response; trying the next endpoint");
+                    last_err = Some(ProxyError::UpstreamResponse("closed without a response"));
+                }
+                Ok(Relayed::Closed) => {
+                    return Err(ProxyError::UpstreamResponse("closed without a response"));
+                }
+                Ok(Relayed::Failed(why)) => {
+                    tracing::warn!(upstream = ?outcome.upstream, service = route.backend.service(), why, "upstream response unusable");
+                    return Err(ProxyError::UpstreamResponse(why));
+                }
+            }
+        }
+        Err(last_err.unwrap_or(ProxyError::Unavailable("no endpoint")))
+    }
+
     fn respond(
         &self,
         mut resp: Response<PooledBody<UpBody>>,
@@ -433,6 +486,14 @@ impl Proxy {
         strip_hop_by_hop(&mut parts.headers, false);
         Response::from_parts(parts, Body::upstream(body, self.config.response_timeout))
     }
+}
+
+/// Whether a request may be repeated after an upstream closed without answering it.
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 /// Why a request path is refused (400): a dot-segment, or an encoded NUL.

@@ -1,5 +1,6 @@
-//! Finds where a `chunked` message body ends while its bytes pass through unchanged. The
-//! framing is checked strictly (hex sizes, CRLF line ends, bounded extensions and trailers):
+//! Finds where a `chunked` message body ends while its bytes pass through unchanged, or
+//! takes its chunk data and trailers apart for a reader that decodes it. The framing is
+//! checked strictly (hex sizes, CRLF line ends, bounded extensions and trailers):
 //! a body this scanner accepts ends where any conforming reader would end it.
 
 /// Longest chunk-size line (size, extensions), and all trailer lines together, in bytes.
@@ -71,19 +72,45 @@ impl Chunked {
     pub(crate) fn scan(&mut self, data: &[u8]) -> Result<Scan, BadChunk> {
         let mut i = 0;
         while i < data.len() {
+            let s = self.step(&data[i..], None)?;
+            i += s.used;
+            if s.end {
+                return Ok(Scan::End(i));
+            }
+        }
+        Ok(Scan::More)
+    }
+
+    /// Takes bytes of `data` up to the end of the first run of chunk data, the end of the
+    /// body, or the end of `data`, whichever comes first. The trailer section's bytes (its
+    /// final empty line included) are appended to `trailers` when given.
+    pub(crate) fn step(
+        &mut self,
+        data: &[u8],
+        mut trailers: Option<&mut Vec<u8>>,
+    ) -> Result<Step, BadChunk> {
+        let mut i = 0;
+        while i < data.len() {
             if self.state == State::Data {
                 let take = usize::try_from(self.size)
                     .unwrap_or(usize::MAX)
                     .min(data.len() - i);
-                i += take;
                 self.size -= take as u64;
                 if self.size == 0 {
                     self.state = State::DataCr;
                 }
-                continue;
+                return Ok(Step {
+                    used: i + take,
+                    data: Some(i..i + take),
+                    end: false,
+                });
             }
             let b = data[i];
             i += 1;
+            let in_trailers = matches!(
+                self.state,
+                State::TrailerStart | State::Trailer | State::TrailerLf | State::EndLf
+            );
             self.state = match (self.state, b) {
                 (State::Size, b) if b.is_ascii_hexdigit() => {
                     if self.digits == 15 {
@@ -124,15 +151,37 @@ impl Chunked {
                     State::Trailer
                 }
                 (State::TrailerLf, b'\n') => State::TrailerStart,
-                (State::EndLf, b'\n') => {
-                    self.state = State::Done;
-                    return Ok(Scan::End(i));
-                }
+                (State::EndLf, b'\n') => State::Done,
                 _ => return Err(BadChunk),
             };
+            if in_trailers && let Some(t) = trailers.as_deref_mut() {
+                t.push(b);
+            }
+            if self.state == State::Done {
+                return Ok(Step {
+                    used: i,
+                    data: None,
+                    end: true,
+                });
+            }
         }
-        Ok(Scan::More)
+        Ok(Step {
+            used: i,
+            data: None,
+            end: false,
+        })
     }
+}
+
+/// How far one `Chunked::step` went.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Step {
+    /// Bytes of the input taken.
+    pub(crate) used: usize,
+    /// Where in the input the chunk data it took lies (it ends the step).
+    pub(crate) data: Option<std::ops::Range<usize>>,
+    /// The body ended with the last byte taken.
+    pub(crate) end: bool,
 }
 
 fn hex(b: u8) -> u8 {
@@ -250,6 +299,52 @@ mod tests {
                 }
             }
             proptest::prop_assert_eq!(found, Some(end));
+        }
+
+        /// Decoding any well-formed body, cut into any reads, gives back its data and its
+        /// trailer section.
+        #[test]
+        fn decoding_gives_back_the_data_and_trailers(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 1..300), 0..8),
+            trailers in proptest::collection::vec("[a-z]{1,8}: [ -~]{0,20}", 0..3),
+            cuts in proptest::collection::vec(proptest::num::usize::ANY, 0..6),
+        ) {
+            let mut body = Vec::new();
+            for c in &chunks {
+                body.extend(format!("{:x}\r\n", c.len()).as_bytes());
+                body.extend(c);
+                body.extend(b"\r\n");
+            }
+            body.extend(b"0\r\n");
+            let mut section = Vec::new();
+            for t in &trailers {
+                section.extend(t.as_bytes());
+                section.extend(b"\r\n");
+            }
+            section.extend(b"\r\n");
+            body.extend(&section);
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % body.len()).collect();
+            cuts.push(0);
+            cuts.sort_unstable();
+            cuts.dedup();
+            let (mut decoder, mut data, mut got_trailers, mut ended) =
+                (Chunked::new(), Vec::new(), Vec::new(), false);
+            for (i, &from) in cuts.iter().enumerate() {
+                let mut piece = &body[from..cuts.get(i + 1).copied().unwrap_or(body.len())];
+                while !piece.is_empty() {
+                    proptest::prop_assert!(!ended);
+                    let step = decoder.step(piece, Some(&mut got_trailers)).unwrap();
+                    if let Some(r) = step.data.clone() {
+                        proptest::prop_assert_eq!(r.end, step.used);
+                        data.extend_from_slice(&piece[r]);
+                    }
+                    ended = step.end;
+                    piece = &piece[step.used..];
+                }
+            }
+            proptest::prop_assert!(ended);
+            proptest::prop_assert_eq!(data, chunks.concat());
+            proptest::prop_assert_eq!(got_trailers, section);
         }
 
         /// Arbitrary bytes never panic the scanner, and an end it reports lies within the input.

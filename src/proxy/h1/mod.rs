@@ -8,7 +8,7 @@
 //! general path together with the bytes read so far, which then serves the rest of the
 //! connection. Both paths apply the same rules (ingress-semantics.md section 8).
 
-mod chunked;
+pub(super) mod chunked;
 mod prefixed;
 
 pub(crate) use prefixed::Prefixed;
@@ -38,9 +38,9 @@ const MAX_BUFFERED_BODY: u64 = 64 * 1024;
 /// Most request headers parsed here; more take the general path (which answers 431 over 100).
 const MAX_HEADERS: usize = 64;
 /// Most headers of an upstream response.
-const MAX_RESPONSE_HEADERS: usize = 128;
+pub(super) const MAX_RESPONSE_HEADERS: usize = 128;
 /// Largest upstream response head, bytes.
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+pub(super) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// What became of a connection served here.
 pub(crate) enum End<S> {
@@ -825,7 +825,7 @@ struct Framing {
 }
 
 /// What a response header means to this path.
-fn response_header(name: &str) -> Option<&'static str> {
+pub(super) fn response_header(name: &str) -> Option<&'static str> {
     const SPECIAL: [&str; 10] = [
         "connection",
         "keep-alive",
