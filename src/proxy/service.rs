@@ -141,7 +141,7 @@ impl Proxy {
                 .map_or_else(no_label, |r| r.backend.service_name().clone()),
             status: class(s.status),
         };
-        self.metrics.requests.get_or_create(&labels).inc();
+        self.metrics.requests.inc(&labels);
         self.metrics.request_duration.observe(elapsed.as_secs_f64());
         if let Some((method, path)) = s.logged {
             tracing::info!(
