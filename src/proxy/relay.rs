@@ -10,13 +10,13 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, StatusCode, request};
+use http::{Method, Response, request};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::h1::chunked::Chunked;
-use super::h1::{MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS, response_header};
+use super::h1::{Body, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS, ResponseMeta, response_header};
 use super::pool::{Key, Pool};
 
 /// How an exchange went.
@@ -178,70 +178,24 @@ fn response_parts(
     resp: &httparse::Response<'_, '_>,
     head_method: bool,
 ) -> Result<(http::response::Parts, Framing, bool), &'static str> {
-    let status = resp
-        .code
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or("invalid status")?;
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        return Err("switching protocols unasked");
-    }
-    let mut close = resp.version != Some(1);
-    let (mut chunked, mut codings, mut length, mut lengths) = (false, 0, None, 0);
-    // Headers the upstream's `Connection` names are hop-by-hop too (rare: kept on the heap).
-    let mut named: Vec<&[u8]> = Vec::new();
-    for h in resp.headers.iter() {
-        match response_header(h.name) {
-            Some("connection") => {
-                for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-                    if token.eq_ignore_ascii_case(b"close") {
-                        close = true;
-                    } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
-                        named.push(token);
-                    }
-                }
-            }
-            Some("transfer-encoding") => {
-                codings += 1;
-                chunked = h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-            }
-            Some("content-length") => {
-                lengths += 1;
-                length = std::str::from_utf8(h.value)
-                    .ok()
-                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|v| v.parse::<u64>().ok());
-            }
-            _ => {}
-        }
-    }
-    let bodyless =
-        head_method || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    let framing = match (codings, chunked, lengths, length) {
-        _ if bodyless => Framing::None,
-        (1, true, 0, _) => Framing::Chunked(Box::new(Chunked::new())),
-        (0, _, 1, Some(n)) => Framing::Length(n),
-        (0, _, 0, _) => Framing::Close,
-        _ => return Err("ambiguous response framing"),
+    let meta = ResponseMeta::read(resp, head_method)?;
+    let framing = match meta.body {
+        Body::None => Framing::None,
+        Body::Length(n) => Framing::Length(n),
+        Body::Chunked => Framing::Chunked(Box::new(Chunked::new())),
+        Body::Close => Framing::Close,
     };
-    if matches!(framing, Framing::Close) {
-        close = true;
-    }
+    let close = meta.upstream_close || meta.body == Body::Close;
     let mut headers = HeaderMap::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
-        let keep = match response_header(h.name) {
-            None => !named
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes())),
-            Some(n) => n == "content-length" || n == "x-request-id",
-        };
-        if keep {
+        if meta.forwards(h.name, &["content-length", "x-request-id"]) {
             let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "bad header name")?;
             let value = HeaderValue::from_bytes(h.value).map_err(|_| "bad header value")?;
             headers.append(name, value);
         }
     }
     let mut parts = Response::new(()).into_parts().0;
-    parts.status = status;
+    parts.status = meta.status;
     parts.headers = headers;
     Ok((parts, framing, close))
 }

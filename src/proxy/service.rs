@@ -357,14 +357,8 @@ impl Proxy {
                 (None, Some(p)) => Request::from_parts(p.clone(), Either::Right(Empty::new())),
                 (None, None) => break,
             };
-            let key = match target {
-                UpstreamTarget::Addr(a) => Key::Addr(*a),
-                UpstreamTarget::Name(n) => Key::Name(n.as_str().into()),
-            };
-            outcome.upstream = match target {
-                UpstreamTarget::Addr(a) => Some(*a),
-                UpstreamTarget::Name(_) => None,
-            };
+            let key = target.key();
+            outcome.upstream = target.addr();
             let sent = tokio::time::timeout(
                 self.config.response_timeout,
                 self.client.pool.send(&key, up, upgrade),
@@ -420,14 +414,8 @@ impl Proxy {
         let head_method = parts.method == Method::HEAD;
         let mut last_err = None;
         for target in targets {
-            let key = match target {
-                UpstreamTarget::Addr(a) => Key::Addr(*a),
-                UpstreamTarget::Name(n) => Key::Name(n.as_str().into()),
-            };
-            outcome.upstream = match target {
-                UpstreamTarget::Addr(a) => Some(*a),
-                UpstreamTarget::Name(_) => None,
-            };
+            let key = target.key();
+            outcome.upstream = target.addr();
             let sent = tokio::time::timeout(
                 self.config.response_timeout,
                 relay::exchange(&self.sockets, &key, &head, head_method),
@@ -532,9 +520,28 @@ fn challenge_response(key_authorization: &str) -> Response<Body> {
     resp
 }
 
+/// An endpoint a request may go to: a ready address, or `host:port` of an ExternalName Service.
 enum UpstreamTarget {
     Addr(SocketAddr),
     Name(String),
+}
+
+impl UpstreamTarget {
+    /// The key of its pooled connections.
+    fn key(&self) -> Key {
+        match self {
+            Self::Addr(a) => Key::Addr(*a),
+            Self::Name(n) => Key::Name(n.as_str().into()),
+        }
+    }
+
+    /// Its address, when known before connecting (for logs and connect-error metrics).
+    fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Addr(a) => Some(*a),
+            Self::Name(_) => None,
+        }
+    }
 }
 
 /// The authority the client asked for: the URI's (HTTP/2 `:authority`, absolute-form) or Host.

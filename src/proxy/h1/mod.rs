@@ -804,7 +804,7 @@ enum Upstream {
 
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Body {
+pub(super) enum Body {
     None,
     /// Bytes still to come.
     Length(u64),
@@ -844,6 +844,93 @@ pub(super) fn response_header(name: &str) -> Option<&'static str> {
         .copied()
 }
 
+/// What an upstream response's status line and headers say about its framing (RFC 9112
+/// §6.3) and which of its headers are hop-by-hop; shared by the fast path and the general
+/// path's own exchange (`relay`), so both relay exactly the same responses.
+pub(super) struct ResponseMeta<'b> {
+    pub(super) status: StatusCode,
+    pub(super) body: Body,
+    /// The upstream closes the connection after this response.
+    pub(super) upstream_close: bool,
+    /// The response carries its own `Date`.
+    pub(super) has_date: bool,
+    /// Header names the upstream's `Connection` lists: hop-by-hop too (rare: on the heap).
+    named: Vec<&'b [u8]>,
+}
+
+impl<'b> ResponseMeta<'b> {
+    /// Reads them; an error when the response cannot be relayed (an invalid status, a switch
+    /// of protocols nobody asked for, ambiguous framing: both framings, several lengths,
+    /// codings other than `chunked`). `head_method`: the request was HEAD.
+    pub(super) fn read(
+        resp: &httparse::Response<'_, 'b>,
+        head_method: bool,
+    ) -> Result<Self, &'static str> {
+        let status = resp
+            .code
+            .and_then(|c| StatusCode::from_u16(c).ok())
+            .ok_or("invalid status")?;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err("switching protocols unasked");
+        }
+        let mut upstream_close = resp.version != Some(1);
+        let (mut chunked, mut codings, mut length, mut lengths) = (false, 0, None, 0);
+        let mut has_date = false;
+        let mut named: Vec<&'b [u8]> = Vec::new();
+        for h in resp.headers.iter() {
+            match response_header(h.name) {
+                Some("connection") => {
+                    for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                        if token.eq_ignore_ascii_case(b"close") {
+                            upstream_close = true;
+                        } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
+                            named.push(token);
+                        }
+                    }
+                }
+                Some("transfer-encoding") => {
+                    codings += 1;
+                    chunked = h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
+                }
+                Some("content-length") => {
+                    lengths += 1;
+                    length = parse_length(h.value);
+                }
+                None if h.name.eq_ignore_ascii_case("date") => has_date = true,
+                _ => {}
+            }
+        }
+        let bodyless =
+            head_method || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        let body = match (codings, chunked, lengths, length) {
+            _ if bodyless => Body::None,
+            (1, true, 0, _) => Body::Chunked,
+            (0, _, 1, Some(n)) => Body::Length(n),
+            (0, _, 0, _) => Body::Close,
+            _ => return Err("ambiguous response framing"),
+        };
+        Ok(Self {
+            status,
+            body,
+            upstream_close,
+            has_date,
+            named,
+        })
+    }
+
+    /// Whether header `name` goes on to the client: not when hop-by-hop or named by the
+    /// upstream's `Connection`; of the headers this path handles itself, only those in `keep`.
+    pub(super) fn forwards(&self, name: &str, keep: &[&str]) -> bool {
+        match response_header(name) {
+            None => !self
+                .named
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name.as_bytes())),
+            Some(n) => keep.contains(&n),
+        }
+    }
+}
+
 /// Writes the client's response head for an upstream response into `out`; `None` when the
 /// response cannot be relayed (its framing is ambiguous or unsupported).
 fn response_head(
@@ -852,60 +939,13 @@ fn response_head(
     close: bool,
     out: &mut Vec<u8>,
 ) -> Option<Framing> {
-    let status = StatusCode::from_u16(resp.code?).ok()?;
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        return None;
-    }
-    let mut upstream_close = resp.version != Some(1);
-    let (mut chunked, mut codings, mut length, mut lengths) = (false, 0, None, 0);
-    let mut has_date = false;
-    // Headers the upstream's `Connection` names are hop-by-hop too (rare: kept on the heap).
-    let mut named: Vec<&[u8]> = Vec::new();
-    for h in resp.headers.iter() {
-        match response_header(h.name) {
-            Some("connection") => {
-                for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-                    if token.eq_ignore_ascii_case(b"close") {
-                        upstream_close = true;
-                    } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"keep-alive") {
-                        named.push(token);
-                    }
-                }
-            }
-            Some("transfer-encoding") => {
-                codings += 1;
-                chunked = h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
-            }
-            Some("content-length") => {
-                lengths += 1;
-                length = parse_length(h.value);
-            }
-            None if h.name.eq_ignore_ascii_case("date") => has_date = true,
-            _ => {}
-        }
-    }
-    let bodyless =
-        head.head_method || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    let body = match (codings, chunked, lengths, length) {
-        _ if bodyless => Body::None,
-        (1, true, 0, _) => Body::Chunked,
-        (0, _, 1, Some(n)) => Body::Length(n),
-        (0, _, 0, _) => Body::Close,
-        // Both framings, several lengths, codings other than `chunked`: ambiguous.
-        _ => return None,
-    };
+    let meta = ResponseMeta::read(resp, head.head_method).ok()?;
+    let (status, body) = (meta.status, meta.body);
     let close = close || body == Body::Close;
     out.clear();
     status_line(out, status, resp.reason.unwrap_or(""));
     for h in resp.headers.iter() {
-        let special = response_header(h.name);
-        let keep = match special {
-            None => !named
-                .iter()
-                .any(|n| n.eq_ignore_ascii_case(h.name.as_bytes())),
-            Some(n) => n == "content-length",
-        };
-        if keep {
+        if meta.forwards(h.name, &["content-length"]) {
             header_line(out, h.name.as_bytes(), h.value);
         }
     }
@@ -913,7 +953,7 @@ fn response_head(
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     header_line(out, b"x-request-id", head.request_id.as_bytes());
-    if !has_date {
+    if !meta.has_date {
         DATE.with_borrow_mut(|d| header_line(out, b"date", d.now()));
     }
     if close {
@@ -923,7 +963,7 @@ fn response_head(
     Some(Framing {
         status,
         body,
-        reusable: !upstream_close && body != Body::Close,
+        reusable: !meta.upstream_close && body != Body::Close,
         close,
     })
 }
