@@ -236,6 +236,21 @@ async fn setup() -> (Scripted, Manifests, Portcullis) {
     (b, m, p)
 }
 
+/// An HTTP/2 client connection over plain TCP (h2c with prior knowledge), for bodyless requests.
+async fn h2c(
+    addr: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (tx, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    tx
+}
+
 fn request(method: &str, path: &str, extra: &str) -> String {
     format!("{method} {path} HTTP/1.1\r\nHost: raw.test\r\n{extra}\r\n")
 }
@@ -498,14 +513,7 @@ async fn a_stalled_upstream_body_is_cut_at_the_response_timeout_on_both_paths() 
 
     // HTTP/2 (h2c, prior knowledge) always takes the general path: the stream is reset.
     let p = Portcullis::start(m.path(), &["--upstream-response-timeout", "1s"]).await;
-    let tcp = TcpStream::connect(p.http).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut tx = h2c(p.http).await;
     let req = http::Request::get("http://raw.test/stall")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .unwrap();
@@ -527,14 +535,7 @@ async fn a_stalled_upstream_body_is_cut_at_the_response_timeout_on_both_paths() 
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_requests_without_a_body_are_relayed_exactly() {
     let (b, _m, p) = setup().await;
-    let tcp = TcpStream::connect(p.http).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut tx = h2c(p.http).await;
     let before = b.requests().len();
     let mut send = async |method: &str, path: &str| {
         let req = http::Request::builder()
