@@ -187,8 +187,8 @@ fn response_parts(
     };
     let close = meta.upstream_close || meta.body == Body::Close;
     let mut headers = HeaderMap::with_capacity(resp.headers.len());
-    for h in resp.headers.iter() {
-        if meta.forwards(h.name, &["content-length", "x-request-id"]) {
+    for (i, h) in resp.headers.iter().enumerate() {
+        if meta.forwards(i, h.name, true) {
             let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "bad header name")?;
             let value = HeaderValue::from_bytes(h.value).map_err(|_| "bad header value")?;
             headers.append(name, value);

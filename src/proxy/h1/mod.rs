@@ -824,21 +824,25 @@ struct Framing {
     close: bool,
 }
 
-/// What a response header means to this path.
+/// The response headers this path handles itself: hop-by-hop (RFC 9110 §7.6.1), framing, and
+/// `x-request-id`.
+const SPECIAL_RESPONSE_HEADERS: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "http2-settings",
+    "transfer-encoding",
+    "content-length",
+    "x-request-id",
+];
+
+/// What a response header means to this path: its lowercase name when it is one of
+/// `SPECIAL_RESPONSE_HEADERS`.
 pub(super) fn response_header(name: &str) -> Option<&'static str> {
-    const SPECIAL: [&str; 10] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "http2-settings",
-        "transfer-encoding",
-        "content-length",
-        "x-request-id",
-    ];
-    SPECIAL
+    SPECIAL_RESPONSE_HEADERS
         .iter()
         .find(|n| n.len() == name.len() && n.eq_ignore_ascii_case(name))
         .copied()
@@ -856,6 +860,12 @@ pub(super) struct ResponseMeta<'b> {
     pub(super) has_date: bool,
     /// Header names the upstream's `Connection` lists: hop-by-hop too (rare: on the heap).
     named: Vec<&'b [u8]>,
+    /// Bit i: header i is hop-by-hop or framing other than `content-length` (never forwarded).
+    hop: u128,
+    /// Bit i: header i is `x-request-id`.
+    request_id: u128,
+    /// Bit i: header i is `content-length` (always forwarded, whatever `Connection` names).
+    content_length: u128,
 }
 
 impl<'b> ResponseMeta<'b> {
@@ -877,9 +887,12 @@ impl<'b> ResponseMeta<'b> {
         let (mut chunked, mut codings, mut length, mut lengths) = (false, 0, None, 0);
         let mut has_date = false;
         let mut named: Vec<&'b [u8]> = Vec::new();
-        for h in resp.headers.iter() {
+        let (mut hop, mut request_id, mut content_length) = (0u128, 0u128, 0u128);
+        for (i, h) in resp.headers.iter().enumerate() {
+            let bit = 1u128 << i;
             match response_header(h.name) {
                 Some("connection") => {
+                    hop |= bit;
                     for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
                         if token.eq_ignore_ascii_case(b"close") {
                             upstream_close = true;
@@ -889,15 +902,19 @@ impl<'b> ResponseMeta<'b> {
                     }
                 }
                 Some("transfer-encoding") => {
+                    hop |= bit;
                     codings += 1;
                     chunked = h.value.trim_ascii().eq_ignore_ascii_case(b"chunked");
                 }
                 Some("content-length") => {
+                    content_length |= bit;
                     lengths += 1;
                     length = parse_length(h.value);
                 }
+                Some("x-request-id") => request_id |= bit,
+                Some(_) => hop |= bit,
                 None if h.name.eq_ignore_ascii_case("date") => has_date = true,
-                _ => {}
+                None => {}
             }
         }
         let bodyless =
@@ -915,19 +932,28 @@ impl<'b> ResponseMeta<'b> {
             upstream_close,
             has_date,
             named,
+            hop,
+            request_id,
+            content_length,
         })
     }
 
-    /// Whether header `name` goes on to the client: not when hop-by-hop or named by the
-    /// upstream's `Connection`; of the headers this path handles itself, only those in `keep`.
-    pub(super) fn forwards(&self, name: &str, keep: &[&str]) -> bool {
-        match response_header(name) {
-            None => !self
+    /// Whether header `i` of the response read, named `name`, goes on to the client: not when
+    /// hop-by-hop or named by the upstream's `Connection`; `content-length` does, and
+    /// `x-request-id` when `request_id` says so.
+    pub(super) fn forwards(&self, i: usize, name: &str, request_id: bool) -> bool {
+        let bit = 1u128 << i;
+        if self.hop & bit != 0 {
+            return false;
+        }
+        if self.request_id & bit != 0 {
+            return request_id;
+        }
+        self.content_length & bit != 0
+            || !self
                 .named
                 .iter()
-                .any(|n| n.eq_ignore_ascii_case(name.as_bytes())),
-            Some(n) => keep.contains(&n),
-        }
+                .any(|n| n.eq_ignore_ascii_case(name.as_bytes()))
     }
 }
 
@@ -944,8 +970,8 @@ fn response_head(
     let close = close || body == Body::Close;
     out.clear();
     status_line(out, status, resp.reason.unwrap_or(""));
-    for h in resp.headers.iter() {
-        if meta.forwards(h.name, &["content-length"]) {
+    for (i, h) in resp.headers.iter().enumerate() {
+        if meta.forwards(i, h.name, false) {
             header_line(out, h.name.as_bytes(), h.value);
         }
     }
@@ -997,6 +1023,58 @@ thread_local! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_special_response_header_is_recognised_in_any_case_and_no_other() {
+        for name in SPECIAL_RESPONSE_HEADERS {
+            assert_eq!(response_header(name), Some(name));
+            assert_eq!(response_header(&name.to_ascii_uppercase()), Some(name));
+        }
+        // Neighbours: other headers, and every proper prefix of a special name.
+        let prefixes = SPECIAL_RESPONSE_HEADERS
+            .iter()
+            .flat_map(|name| (1..name.len()).map(move |n| &name[..n]));
+        for name in [
+            "date",
+            "server",
+            "content-type",
+            "keep-alivf",
+            "tf",
+            "transfer-encodings",
+        ]
+        .into_iter()
+        .chain(prefixes)
+        {
+            assert_eq!(response_header(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn response_headers_are_forwarded_unless_hop_by_hop_or_named_by_connection() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: X-Foo, close, content-length\r\n\
+            X-Request-Id: up\r\nX-Foo: 1\r\nKeep-Alive: timeout=5\r\nServer: s\r\n\
+            Date: Thu, 01 Jan 1970 00:00:00 GMT\r\nTrailer: x\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut headers);
+        assert!(resp.parse(raw).unwrap().is_complete());
+        let meta = ResponseMeta::read(&resp, false).unwrap();
+        assert_eq!(meta.body, Body::Length(3));
+        assert!(meta.upstream_close && meta.has_date);
+        let kept = |request_id| {
+            resp.headers
+                .iter()
+                .enumerate()
+                .filter(|(i, h)| meta.forwards(*i, h.name, request_id))
+                .map(|(_, h)| h.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(kept(false), ["Content-Length", "Server", "Date"]);
+        assert_eq!(
+            kept(true),
+            ["Content-Length", "X-Request-Id", "Server", "Date"]
+        );
+    }
 
     #[test]
     fn request_headers_are_sorted_by_their_meaning_to_this_path() {
