@@ -182,8 +182,9 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTCULLIS_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
     /// How long a worker thread that has been at least 85% busy spins before it sleeps
-    /// (`0us`: never spin). Below 70% busy it never spins.
-    #[arg(long, env = "PORTCULLIS_IDLE_SPIN", value_parser = parse_duration, default_value = "20us")]
+    /// (`0us`, the default: never spin). Below 70% busy it never spins. Worth trying where
+    /// waking a sleeping CPU is dear (docs/benchmarks.md).
+    #[arg(long, env = "PORTCULLIS_IDLE_SPIN", value_parser = parse_duration, default_value = "0us")]
     pub idle_spin: Duration,
 }
 
