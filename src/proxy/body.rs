@@ -40,27 +40,13 @@ impl Body {
 
     /// An upstream's response body, streamed; cut when no data comes for `limit`.
     pub(crate) fn upstream(body: PooledBody<UpBody>, limit: Duration) -> Self {
-        Body(Kind::Upstream(
-            body,
-            Stall {
-                limit,
-                deadline: None,
-            },
-        ))
+        Body(Kind::Upstream(body, Stall::new(limit)))
     }
-}
 
-impl Body {
     /// An upstream's response body read by the general path's own exchange (`relay`); cut
     /// when no data comes for `limit`.
     pub(crate) fn relay(body: RelayBody, limit: Duration) -> Self {
-        Body(Kind::Relay(
-            body,
-            Stall {
-                limit,
-                deadline: None,
-            },
-        ))
+        Body(Kind::Relay(body, Stall::new(limit)))
     }
 }
 
@@ -135,6 +121,14 @@ struct Stall {
 }
 
 impl Stall {
+    /// A watch on a body that has not started waiting yet.
+    fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            deadline: None,
+        }
+    }
+
     /// Polls an upstream body, cutting it once it has waited longer than the limit.
     fn poll<B>(
         &mut self,
@@ -188,17 +182,10 @@ mod tests {
         s.expired(&mut Context::from_waker(Waker::noop()))
     }
 
-    fn stall(limit: Duration) -> Stall {
-        Stall {
-            limit,
-            deadline: None,
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_body_that_keeps_arriving_never_expires_and_one_that_stops_does() {
         let limit = Duration::from_secs(10);
-        let mut s = stall(limit);
+        let mut s = Stall::new(limit);
         assert!(!expired(&mut s), "armed at the first wait");
         // A piece every 6 s: 30 s in all, never 10 s without one.
         for _ in 0..5 {
@@ -214,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_body_that_never_waits_makes_no_timer() {
-        let mut s = stall(Duration::from_secs(1));
+        let mut s = Stall::new(Duration::from_secs(1));
         s.progressed();
         assert!(s.deadline.is_none());
     }

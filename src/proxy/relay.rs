@@ -16,7 +16,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::h1::chunked::Chunked;
-use super::h1::{Body, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS, ResponseMeta, response_header};
+use super::h1::{
+    Body, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS, ResponseMeta, header_line, response_header,
+};
 use super::pool::{Key, Pool};
 
 /// How an exchange went.
@@ -58,10 +60,7 @@ pub(crate) fn encode_head(parts: &request::Parts, out: &mut Vec<u8>) {
             }
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        header_line(out, name.as_str().as_bytes(), value.as_bytes());
     }
     // A method that expects content states that there is none, as hyper's client does.
     if matches!(parts.method, Method::POST | Method::PUT | Method::PATCH)

@@ -39,6 +39,8 @@ const MAX_BUFFERED_BODY: u64 = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Most headers of an upstream response.
 pub(super) const MAX_RESPONSE_HEADERS: usize = 128;
+// `ResponseMeta` keeps one bit per response header in a u128.
+const _: () = assert!(MAX_RESPONSE_HEADERS <= 128);
 /// Largest upstream response head, bytes.
 pub(super) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
@@ -777,7 +779,7 @@ fn parse_length(v: &[u8]) -> Option<u64> {
     std::str::from_utf8(v).ok()?.parse().ok()
 }
 
-fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(super) fn header_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
