@@ -92,13 +92,21 @@ pub struct ServeArgs {
     /// Time allowed to connect to an upstream endpoint.
     #[arg(long, env = "PORTCULLIS_UPSTREAM_CONNECT_TIMEOUT", value_parser = parse_duration, default_value = "5s")]
     pub upstream_connect_timeout: Duration,
-    /// Time allowed for an upstream to start answering, and between two pieces of its
-    /// response body.
+    /// Time allowed for an upstream to start answering once the request (with its body) is
+    /// sent, and between two pieces of its response body.
     #[arg(long, env = "PORTCULLIS_UPSTREAM_RESPONSE_TIMEOUT", value_parser = parse_duration, default_value = "60s")]
     pub upstream_response_timeout: Duration,
     /// Time allowed for a client to send a request head (and finish a TLS handshake).
     #[arg(long, env = "PORTCULLIS_CLIENT_HEADER_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
     pub client_header_timeout: Duration,
+    /// Time allowed between two pieces of a client's request body; a client that stalls longer
+    /// gets 408.
+    #[arg(long, env = "PORTCULLIS_CLIENT_BODY_TIMEOUT", value_parser = parse_timeout, default_value = "60s")]
+    pub client_body_timeout: Duration,
+    /// Time a response may wait for the client to read any of it; a client that reads nothing
+    /// for longer is disconnected.
+    #[arg(long, env = "PORTCULLIS_CLIENT_SEND_TIMEOUT", value_parser = parse_timeout, default_value = "60s")]
+    pub client_send_timeout: Duration,
     /// Idle client keep-alive connections are closed after this long.
     #[arg(long, env = "PORTCULLIS_KEEPALIVE_TIMEOUT", value_parser = parse_duration, default_value = "75s")]
     pub keepalive_timeout: Duration,
@@ -271,6 +279,8 @@ impl ServeArgs {
             connect_timeout: self.upstream_connect_timeout,
             response_timeout: self.upstream_response_timeout,
             client_header_timeout: self.client_header_timeout,
+            client_body_timeout: self.client_body_timeout,
+            client_send_timeout: self.client_send_timeout,
             keepalive_timeout: self.keepalive_timeout,
             tls_handshake_timeout: self.tls_handshake_timeout,
             max_connections: self.max_connections,
@@ -365,6 +375,14 @@ fn parse_publish_address(s: &str) -> Result<AddressList, String> {
 }
 
 /// Parses a duration such as `250ms`, `5s`, `2m` or `1h`.
+/// A duration that must not be zero (a zero wait would end every slow exchange at once).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: a timeout must be longer than zero")),
+        d => Ok(d),
+    }
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let err = || format!("{s:?} is not a duration such as 10us, 250ms, 5s, 2m or 1h");
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;

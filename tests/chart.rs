@@ -874,6 +874,8 @@ controller:
   upstreamConnectTimeout: 2s
   upstreamResponseTimeout: 2m
   clientHeaderTimeout: 15s
+  clientBodyTimeout: 20s
+  clientSendTimeout: 25s
   keepaliveTimeout: 90s
   tlsHandshakeTimeout: 5s
   maxConnections: 1000
@@ -959,6 +961,8 @@ acme:
         a.upstream_connect_timeout == s(2)
             && a.upstream_response_timeout == s(120)
             && a.client_header_timeout == s(15)
+            && a.client_body_timeout == s(20)
+            && a.client_send_timeout == s(25)
             && a.keepalive_timeout == s(90)
             && a.tls_handshake_timeout == s(5)
             && a.shutdown_drain_delay == s(7)

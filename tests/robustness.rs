@@ -947,6 +947,216 @@ async fn slow_and_idle_clients_are_closed_at_their_timeouts() {
     assert_eq!(c.heads() - h0, 4);
 }
 
+/// A backend that answers every request head with a body that never ends, and counts the
+/// responses it stopped because the other end went away.
+async fn firehose() -> (SocketAddr, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let cut = Arc::new(AtomicUsize::new(0));
+    let c = cut.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            let c = c.clone();
+            tokio::spawn(async move {
+                let (mut head, mut b) = (Vec::new(), [0u8; 4096]);
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&b[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\n\r\n")
+                    .await;
+                let piece = vec![b'x'; 64 * 1024];
+                while s.write_all(&piece).await.is_ok() {}
+                c.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (addr, cut)
+}
+
+/// Waits until `n` has reached `want`, for at most `within`.
+async fn reaches(n: &AtomicUsize, want: usize, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while n.load(Ordering::SeqCst) < want {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_uploads_and_clients_that_never_read_are_bounded() {
+    let limit = Duration::from_secs(1);
+    let c = Counting::start().await;
+    // Reads a request head, then nothing more, holding the connection open.
+    let deaf = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang = deaf.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = deaf.accept().await {
+            let _ = s.read(&mut [0u8; 4096]).await;
+            held.push(s);
+        }
+    });
+    let (hose, cut) = firehose().await;
+    let m = Manifests::new();
+    m.write("count.yaml", &service_yaml("count", &[c.addr]));
+    m.write("hang.yaml", &service_yaml("hang", &[hang]));
+    m.write("hose.yaml", &service_yaml("hose", &[hose]));
+    m.write(
+        "ing.yaml",
+        &ingress_yaml(
+            "bad",
+            "bad.test",
+            &[
+                ("/", "Prefix", "count"),
+                ("/hang", "Prefix", "hang"),
+                ("/hose", "Prefix", "hose"),
+            ],
+        ),
+    );
+    let p = Portcullis::start(
+        m.path(),
+        &[
+            "--client-body-timeout",
+            "1s",
+            "--client-send-timeout",
+            "2s",
+            "--upstream-response-timeout",
+            "1s",
+        ],
+    )
+    .await;
+    let chunked = "POST /up HTTP/1.1\r\nHost: bad.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+
+    // An upload that keeps coming, a piece every 600 ms for 3 s: longer than the response
+    // timeout in all, which counts only once the body is sent.
+    let mut s = TcpStream::connect(p.http).await.unwrap();
+    s.write_all(chunked.as_bytes()).await.unwrap();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        s.write_all(b"3\r\nabc\r\n").await.unwrap();
+    }
+    s.write_all(b"0\r\n\r\n").await.unwrap();
+    let a = read_until_close(&mut s, Duration::from_secs(2)).await;
+    assert_eq!(a.statuses, [200], "slow but steady upload: {}", a.text);
+    assert_eq!(c.last()["body_bytes"], 15);
+
+    // An upload that stops: 408 at the client body timeout, and the connection is closed.
+    let complete = c.complete();
+    let mut s = TcpStream::connect(p.http).await.unwrap();
+    s.write_all(format!("{chunked}3\r\nabc\r\n").as_bytes())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let a = read_until_close(&mut s, limit + SLACK).await;
+    assert_eq!(a.statuses, [408], "stalled upload: {}", a.text);
+    assert!(a.closed, "connection left open after 408");
+    assert!(start.elapsed() >= limit.mul_f32(0.9), "408 too early");
+    assert_eq!(
+        c.complete(),
+        complete,
+        "a cut body reached the backend whole"
+    );
+
+    // An upstream that takes nothing of a large body: 504 within two response timeouts of
+    // the point where the buffers are full, not a wait without end.
+    let mut s = TcpStream::connect(p.http).await.unwrap();
+    let (mut rd, mut wr) = s.split();
+    let head = "POST /hang HTTP/1.1\r\nHost: bad.test\r\nContent-Length: 67108864\r\n\r\n";
+    let feed = async {
+        wr.write_all(head.as_bytes()).await.unwrap();
+        let piece = vec![b'y'; 64 * 1024];
+        for _ in 0..1024 {
+            if wr.write_all(&piece).await.is_err() {
+                break;
+            }
+        }
+    };
+    let answer = async {
+        let mut b = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(20), rd.read(&mut b)).await;
+        match n {
+            Ok(Ok(n)) => String::from_utf8_lossy(&b[..n]).into_owned(),
+            other => format!("{other:?}"),
+        }
+    };
+    let answer = tokio::select! {
+        a = answer => a,
+        _ = async { feed.await; std::future::pending::<()>().await } => unreachable!(),
+    };
+    assert!(
+        answer.starts_with("HTTP/1.1 504"),
+        "upstream that reads no body: {answer}"
+    );
+    drop(s);
+
+    // A client that reads in bursts with pauses is never cut: 1 MiB every 250 ms. (Slow for
+    // loopback; a writer is woken only once a third of its send buffer, which grows to
+    // megabytes here, is free, and a receiver reopens a closed window only once a sixteenth of
+    // its buffer is, so its buffer is kept small.)
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(64 * 1024).unwrap();
+    let mut s = sock.connect(p.http).await.unwrap();
+    s.write_all(b"GET /hose HTTP/1.1\r\nHost: bad.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut b = vec![0u8; 1024 * 1024];
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        s.read_exact(&mut b).await.expect("a slow reader is served");
+    }
+    assert_eq!(cut.load(Ordering::SeqCst), 0, "a slow reader was cut");
+    drop(s);
+    assert!(reaches(&cut, 1, SLACK).await);
+
+    // Clients that never read what they asked for are disconnected at the send timeout, and
+    // the upstream response is abandoned: the HTTP/1.1 fast path, the general path (a chunked
+    // request body), HTTP/2 with windows wide open.
+    let mut never = Vec::new();
+    for req in [
+        "GET /hose HTTP/1.1\r\nHost: bad.test\r\n\r\n",
+        "POST /hose HTTP/1.1\r\nHost: bad.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ] {
+        let mut s = TcpStream::connect(p.http).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        never.push(s);
+    }
+    let mut h2 = H2::open(p.http).await;
+    let mut settings = vec![0, 4]; // SETTINGS_INITIAL_WINDOW_SIZE
+    settings.extend_from_slice(&0x7fff_ffffu32.to_be_bytes());
+    let update = (0x7fff_ffffu32 - 65_535).to_be_bytes();
+    h2.s.write_all(
+        &[
+            frame(SETTINGS, 0, 0, &settings),
+            frame(WINDOW_UPDATE, 0, 0, &update),
+            frame(HEADERS, END_STREAM | END_HEADERS, 1, &get_block("/hose")),
+        ]
+        .concat(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        reaches(&cut, 4, Duration::from_secs(20)).await,
+        "clients that never read still served: {} of 3 cut",
+        cut.load(Ordering::SeqCst) - 1
+    );
+    for mut s in never.into_iter().chain([h2.s]) {
+        assert!(
+            is_closed(&mut s, Duration::from_secs(10)).await,
+            "connection of a client that never read left open"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_over_the_cap_wait_until_a_slot_frees() {
     let (c, _m, p) = bad_input_setup(&["--max-connections", "2"]).await;
@@ -994,6 +1204,7 @@ const HEADERS: u8 = 1;
 const RST_STREAM: u8 = 3;
 const SETTINGS: u8 = 4;
 const GOAWAY: u8 = 7;
+const WINDOW_UPDATE: u8 = 8;
 const CONTINUATION: u8 = 9;
 const END_STREAM: u8 = 1;
 const END_HEADERS: u8 = 4;

@@ -112,17 +112,17 @@ impl HttpBody for Body {
     }
 }
 
-/// How long a streamed upstream body may go without data, as nginx's `proxy_read_timeout`.
-/// The timer is made only when the body first has to wait, so a body that arrived with its
-/// head costs nothing.
-struct Stall {
+/// How long a streamed body may go without data: an upstream's response body (nginx's
+/// `proxy_read_timeout`) or a client's request body (`client_body_timeout`). The timer is made
+/// only when the body first has to wait, so a body that arrived with its head costs nothing.
+pub(crate) struct Stall {
     limit: Duration,
     deadline: Option<Deadline>,
 }
 
 impl Stall {
     /// A watch on a body that has not started waiting yet.
-    fn new(limit: Duration) -> Self {
+    pub(crate) fn new(limit: Duration) -> Self {
         Self {
             limit,
             deadline: None,
@@ -139,15 +139,32 @@ impl Stall {
         B: HttpBody<Data = Bytes, Error: std::error::Error + Send + Sync + 'static>,
     {
         let polled = body.poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(_))) => self.progressed(),
-            // Dropped unfinished, the upstream connection closes, never pooled.
-            Poll::Pending if self.expired(cx) => {
-                return Poll::Ready(Some(Err(Box::new(BodyStalled(self.limit)))));
-            }
-            _ => {}
+        // Dropped unfinished, the upstream connection closes, never pooled.
+        if self.stalled(&polled, cx) {
+            return Poll::Ready(Some(Err(Box::new(BodyStalled(self.limit)))));
         }
         polled.map_err(|e| Box::new(e) as BoxError)
+    }
+
+    /// Notes one poll of the body: whether it has now waited longer than the limit.
+    pub(crate) fn stalled<T, E>(
+        &mut self,
+        polled: &Poll<Option<Result<T, E>>>,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        match polled {
+            Poll::Ready(Some(Ok(_))) => {
+                self.progressed();
+                false
+            }
+            Poll::Pending => self.expired(cx),
+            Poll::Ready(_) => false,
+        }
+    }
+
+    /// The limit this watch enforces.
+    pub(crate) fn limit(&self) -> Duration {
+        self.limit
     }
 
     /// A piece of the body arrived.

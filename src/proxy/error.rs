@@ -11,6 +11,9 @@ pub enum ProxyError {
     /// The client sent something unusable (bad Host, dot-segments in the path).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The client sent nothing of its request body for `--client-body-timeout`.
+    #[error("client request body timed out")]
+    ClientTimeout,
     /// The request body is over `--max-request-body-bytes`.
     #[error("request body too large")]
     BodyTooLarge,
@@ -45,6 +48,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ProxyError::Misdirected => StatusCode::MISDIRECTED_REQUEST,
@@ -67,7 +71,10 @@ impl ProxyError {
     pub fn closes_connection(&self) -> bool {
         matches!(
             self,
-            ProxyError::BadRequest(_) | ProxyError::BodyTooLarge | ProxyError::NotImplemented(_)
+            ProxyError::BadRequest(_)
+                | ProxyError::ClientTimeout
+                | ProxyError::BodyTooLarge
+                | ProxyError::NotImplemented(_)
         )
     }
 

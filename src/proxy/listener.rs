@@ -34,6 +34,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::deadline::Deadline;
 use super::service::ConnInfo;
 use super::{Body, BoxError, Proxy, h1};
 use crate::telemetry::ListenerLabel;
@@ -111,6 +112,7 @@ async fn serve(
         let stream = Tracked {
             inner: stream,
             activity: activity.clone(),
+            send: SendWatch::new(proxy.config.client_send_timeout),
             _slot: slot,
             _gauge: GaugeGuard(gauge),
         };
@@ -461,11 +463,14 @@ impl Drop for GaugeGuard {
     }
 }
 
-/// A client socket that reports arriving bytes to its connection's watchdog and holds its
-/// `--max-connections` slot until it is closed (after any upgrade tunnel, too).
+/// A client socket that reports arriving bytes to its connection's watchdog, fails writes the
+/// client has not made room for within `--client-send-timeout`, and holds its
+/// `--max-connections` slot until it is closed (after any upgrade tunnel, too). Below TLS and
+/// under every protocol, so one rule covers both request paths, HTTP/2 and upgrade tunnels.
 struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
+    send: SendWatch,
     _slot: OwnedSemaphorePermit,
     _gauge: GaugeGuard,
 }
@@ -485,7 +490,89 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     }
 }
 
-delegate_async_write!(Tracked);
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.send.watch(polled, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.send.watch(polled, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.send.watch(polled, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// How long writes to a client may wait for it to read (nginx's `send_timeout`): counted from
+/// the first write that could not go out, restarted by any that did. The timer is made the
+/// first time a write has to wait, so a client that keeps up costs nothing.
+struct SendWatch {
+    limit: Duration,
+    deadline: Option<Deadline>,
+    /// The last write had to wait: the deadline runs.
+    waiting: bool,
+}
+
+impl SendWatch {
+    fn new(limit: Duration) -> Self {
+        SendWatch {
+            limit,
+            deadline: None,
+            waiting: false,
+        }
+    }
+
+    /// Passes a write's outcome on, or a timeout once writes have waited longer than the limit.
+    fn watch<T>(
+        &mut self,
+        polled: Poll<io::Result<T>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.waiting = false;
+            return polled;
+        }
+        let limit = self.limit;
+        let at = Instant::now() + limit;
+        let deadline = match &mut self.deadline {
+            Some(d) => {
+                if !self.waiting {
+                    d.set(at);
+                }
+                d
+            }
+            None => self.deadline.insert(Deadline::new(at, limit)),
+        };
+        self.waiting = true;
+        if deadline.poll_expired(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing for --client-send-timeout",
+            )));
+        }
+        Poll::Pending
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -532,6 +619,45 @@ mod tests {
         let idle_from = Instant::now();
         assert_eq!(a.expired(HEAD, IDLE).await, Expiry::Idle);
         assert_eq!(idle_from.elapsed(), IDLE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writes_fail_once_they_have_waited_the_send_timeout_and_progress_restarts_it() {
+        let limit = Duration::from_secs(10);
+        let mut w = SendWatch::new(limit);
+        let cx = &mut Context::from_waker(std::task::Waker::noop());
+        let mut wait = |w: &mut SendWatch| w.watch(Poll::<io::Result<usize>>::Pending, cx);
+        assert!(wait(&mut w).is_pending(), "the first wait arms the timer");
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(wait(&mut w).is_pending(), "9 s of waiting");
+        // The client read: the next wait counts from its own start.
+        let cx2 = &mut Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(
+            w.watch(Poll::Ready(Ok(5)), cx2),
+            Poll::Ready(Ok(5))
+        ));
+        assert!(wait(&mut w).is_pending());
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(
+            wait(&mut w).is_pending(),
+            "9 s since the last write went out"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        match wait(&mut w) {
+            Poll::Ready(Err(e)) => assert_eq!(e.kind(), io::ErrorKind::TimedOut),
+            other => panic!("11 s of waiting: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_client_that_keeps_up_makes_no_timer() {
+        let mut w = SendWatch::new(Duration::from_secs(1));
+        let cx = &mut Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(
+            w.watch(Poll::Ready(Ok(1)), cx),
+            Poll::Ready(Ok(1))
+        ));
+        assert!(w.deadline.is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -78,10 +78,14 @@ pub type Http01Answers = Arc<ArcSwap<std::collections::HashMap<String, String>>>
 pub struct Config {
     /// Time allowed to connect to an upstream endpoint.
     pub connect_timeout: Duration,
-    /// Time allowed from sending a request upstream to its response head.
+    /// Time allowed from sending a request upstream (its body included) to its response head.
     pub response_timeout: Duration,
     /// Time allowed for a client to send a complete request head.
     pub client_header_timeout: Duration,
+    /// Time a client's request body may go without data on its way upstream.
+    pub client_body_timeout: Duration,
+    /// Time writes to a client may wait for it to read.
+    pub client_send_timeout: Duration,
     /// Idle client keep-alive connections are closed after this long.
     pub keepalive_timeout: Duration,
     /// Time allowed for a client to complete the TLS handshake.
@@ -110,6 +114,8 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             client_header_timeout: Duration::from_secs(30),
+            client_body_timeout: Duration::from_secs(60),
+            client_send_timeout: Duration::from_secs(60),
             keepalive_timeout: Duration::from_secs(75),
             tls_handshake_timeout: Duration::from_secs(10),
             max_connections: 65536,

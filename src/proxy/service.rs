@@ -1,17 +1,22 @@
 //! The request path: route, check, forward, answer, log.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::combinators::MapErr;
-use http_body_util::{BodyExt, Either, Empty, Limited};
-use hyper::body::{Body as _, Incoming};
+use http_body_util::{Either, Empty, Limited};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
+use tokio_util::sync::CancellationToken;
 
+use super::body::Stall;
 use super::error::{ProxyError, error_response};
 use super::headers::{
     Forwarding, ensure_request_id, is_upgrade, set_forwarding, strip_hop_by_hop,
@@ -34,8 +39,7 @@ pub(crate) struct ConnInfo {
 
 /// A request body on its way upstream: the client's, capped at `--max-request-body-bytes`,
 /// or none (a bodyless request repeated on the next endpoint).
-pub(crate) type UpBody =
-    Either<Limited<MapErr<Incoming, fn(hyper::Error) -> ClientBodyError>>, Empty<Bytes>>;
+pub(crate) type UpBody = Either<Limited<ClientBody>, Empty<Bytes>>;
 
 /// The pooled HTTP/1.1 client to upstream endpoints.
 #[derive(Debug, Clone)]
@@ -343,8 +347,9 @@ impl Proxy {
         // A request that reached the upstream is consumed; keep a copy only when a bodyless
         // idempotent request may be repeated on the next endpoint.
         let spare = (bodyless && idempotent && targets.len() > 1).then(|| parts.clone());
-        let to_client_error: fn(hyper::Error) -> ClientBodyError = ClientBodyError;
-        let body = Either::Left(Limited::new(body.map_err(to_client_error), limit));
+        let upload = Arc::new(Upload::default());
+        let body = ClientBody::new(body, self.config.client_body_timeout, upload.clone());
+        let body = Either::Left(Limited::new(body, limit));
         let mut pending = Some(Request::from_parts(parts, body));
 
         let mut last_err = None;
@@ -359,14 +364,18 @@ impl Proxy {
             };
             let key = target.key();
             outcome.upstream = target.addr();
-            let sent = tokio::time::timeout(
+            let sent = response_within(
                 self.config.response_timeout,
+                &upload,
                 self.client.pool.send(&key, up, upgrade),
             )
             .await;
             let resp = match sent {
-                Err(_) => return Err(ProxyError::Timeout),
-                Ok(Err(SendError::Connect(e, req))) => {
+                None => return Err(ProxyError::Timeout),
+                Some(sent) => sent,
+            };
+            let resp = match resp {
+                Err(SendError::Connect(e, req)) => {
                     self.connect_failed(route, outcome.upstream, &e);
                     last_err = Some(ProxyError::Connect(e));
                     pending = Some(*req);
@@ -374,25 +383,28 @@ impl Proxy {
                 }
                 // Closed or reset before any response: repeating a bodyless idempotent request
                 // on the next endpoint is safe (RFC 9110 §9.2.2).
-                Ok(Err(SendError::Upstream(e)))
+                Err(SendError::Upstream(e))
                     if bodyless && idempotent && closed_without_response(&e) =>
                 {
                     tracing::warn!(upstream = ?outcome.upstream, service = route.backend.service(), error = %e, "upstream closed without a response; trying the next endpoint");
                     last_err = Some(ProxyError::Upstream(e));
                     continue;
                 }
-                Ok(Err(SendError::Upstream(e))) => {
+                Err(SendError::Upstream(e)) => {
                     if body_too_large(&e) {
                         return Err(ProxyError::BodyTooLarge);
                     }
-                    if source_is::<ClientBodyError>(&e) {
-                        return Err(ProxyError::BadRequest(
-                            "request body malformed or cut short",
-                        ));
-                    }
-                    return Err(ProxyError::Upstream(e));
+                    let client = chain(&e)
+                        .find_map(|s| s.downcast_ref::<ClientBodyError>())
+                        .map(|c| match c {
+                            ClientBodyError::Stalled(_) => ProxyError::ClientTimeout,
+                            ClientBodyError::Read(_) => {
+                                ProxyError::BadRequest("request body malformed or cut short")
+                            }
+                        });
+                    return Err(client.unwrap_or(ProxyError::Upstream(e)));
                 }
-                Ok(Ok(r)) => r,
+                Ok(r) => r,
             };
             return Ok(self.respond(resp, client_upgrade));
         }
@@ -583,20 +595,113 @@ fn unsupported_transfer_coding(h: &http::HeaderMap) -> bool {
     }
 }
 
-/// A failure reading the client's request body (bad chunk framing, early close).
-#[derive(Debug)]
-pub(crate) struct ClientBodyError(hyper::Error);
+/// A failure of the client's request body: bad chunk framing or an early close, or no data
+/// for `--client-body-timeout`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientBodyError {
+    #[error("client request body: {0}")]
+    Read(#[source] hyper::Error),
+    #[error("client sent nothing of the request body for {0:?}")]
+    Stalled(Duration),
+}
 
-impl std::fmt::Display for ClientBodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "client request body: {}", self.0)
+/// How a request body's trip upstream is going, as the request task waiting for the response
+/// sees it.
+#[derive(Default)]
+pub(crate) struct Upload {
+    /// Pieces of the body handed upstream so far.
+    pieces: AtomicU64,
+    /// The body's last poll waited for the client: a stall there is the client's, bounded by
+    /// `--client-body-timeout`.
+    client_turn: AtomicBool,
+    /// Cancelled once the whole body is handed upstream.
+    sent: CancellationToken,
+}
+
+/// A client's request body on its way upstream: its errors are the client's, it ends once it
+/// goes `--client-body-timeout` without data (nginx's `client_body_timeout`), and it reports
+/// its progress to `upload`.
+pub(crate) struct ClientBody {
+    inner: Incoming,
+    stall: Stall,
+    upload: Arc<Upload>,
+}
+
+impl ClientBody {
+    fn new(inner: Incoming, limit: Duration, upload: Arc<Upload>) -> Self {
+        if inner.is_end_stream() {
+            upload.sent.cancel();
+        }
+        ClientBody {
+            inner,
+            stall: Stall::new(limit),
+            upload,
+        }
     }
 }
 
-impl std::error::Error for ClientBodyError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+impl HttpBody for ClientBody {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if this.stall.stalled(&polled, cx) {
+            return Poll::Ready(Some(Err(ClientBodyError::Stalled(this.stall.limit()))));
+        }
+        let up = &this.upload;
+        up.client_turn.store(polled.is_pending(), Ordering::Relaxed);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            up.pieces.fetch_add(1, Ordering::Relaxed);
+        }
+        // hyper stops polling once `is_end_stream` says so, so the end is noted here too.
+        if matches!(polled, Poll::Ready(None)) || this.inner.is_end_stream() {
+            up.sent.cancel();
+        }
+        polled.map(|f| f.map(|r| r.map_err(ClientBodyError::Read)))
     }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Waits for an upstream's response head, `None` when the time ran out. While the request body
+/// is on its way, an upload that keeps moving or waits for the client (whose stalls are
+/// `--client-body-timeout`'s) may take as long as it takes, and an upstream that takes nothing
+/// for a whole `limit` ends it (nginx's `proxy_send_timeout`; checked once per `limit`, so it
+/// is noticed within two); once the body is sent, the response head is owed within `limit`
+/// (`proxy_read_timeout`).
+async fn response_within<F: Future>(
+    limit: Duration,
+    upload: &Upload,
+    send: F,
+) -> Option<F::Output> {
+    tokio::pin!(send);
+    let mut seen = upload.pieces.load(Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut send => return Some(r),
+            _ = upload.sent.cancelled() => break,
+            _ = tokio::time::sleep(limit) => {
+                let now = upload.pieces.load(Ordering::Relaxed);
+                if now == seen && !upload.client_turn.load(Ordering::Relaxed) {
+                    return None;
+                }
+                seen = now;
+            }
+        }
+    }
+    tokio::time::timeout(limit, send).await.ok()
 }
 
 /// The error and its sources, outermost first.

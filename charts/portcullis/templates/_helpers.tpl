@@ -161,6 +161,8 @@ traffic is still served, then --shutdown-grace-period for open requests, plus 5 
 - --upstream-connect-timeout={{ $c.upstreamConnectTimeout }}
 - --upstream-response-timeout={{ $c.upstreamResponseTimeout }}
 - --client-header-timeout={{ $c.clientHeaderTimeout }}
+- --client-body-timeout={{ $c.clientBodyTimeout }}
+- --client-send-timeout={{ $c.clientSendTimeout }}
 - --keepalive-timeout={{ $c.keepaliveTimeout }}
 - --tls-handshake-timeout={{ $c.tlsHandshakeTimeout }}
 - --max-connections={{ int64 $c.maxConnections }}
