@@ -374,7 +374,6 @@ fn parse_publish_address(s: &str) -> Result<AddressList, String> {
     crate::status::parse_publish_address(s).map(AddressList)
 }
 
-/// Parses a duration such as `250ms`, `5s`, `2m` or `1h`.
 /// A duration that must not be zero (a zero wait would end every slow exchange at once).
 fn parse_timeout(s: &str) -> Result<Duration, String> {
     match parse_duration(s)? {
@@ -383,6 +382,7 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parses a duration such as `250ms`, `5s`, `2m` or `1h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let err = || format!("{s:?} is not a duration such as 10us, 250ms, 5s, 2m or 1h");
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;

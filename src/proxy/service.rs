@@ -370,11 +370,10 @@ impl Proxy {
                 self.client.pool.send(&key, up, upgrade),
             )
             .await;
-            let resp = match sent {
-                None => return Err(ProxyError::Timeout),
-                Some(sent) => sent,
+            let Some(sent) = sent else {
+                return Err(ProxyError::Timeout);
             };
-            let resp = match resp {
+            let resp = match sent {
                 Err(SendError::Connect(e, req)) => {
                     self.connect_failed(route, outcome.upstream, &e);
                     last_err = Some(ProxyError::Connect(e));
