@@ -104,7 +104,7 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTCULLIS_CLIENT_BODY_TIMEOUT", value_parser = parse_timeout, default_value = "60s")]
     pub client_body_timeout: Duration,
     /// Time a response may wait for the client to read any of it; a client that reads nothing
-    /// for longer is disconnected.
+    /// for longer is disconnected, an HTTP/2 stream left without window that long is reset.
     #[arg(long, env = "PORTCULLIS_CLIENT_SEND_TIMEOUT", value_parser = parse_timeout, default_value = "60s")]
     pub client_send_timeout: Duration,
     /// Idle client keep-alive connections are closed after this long.

@@ -36,6 +36,11 @@ const SPAWN_EXCEPTIONS: &[(&str, usize, &str)] = &[
         "upstream pool: one driver task per upstream connection and the idle-connection reaper",
     ),
     (
+        "src/proxy/h2_send.rs",
+        1,
+        "hyper's task per HTTP/2 stream (hyper asks its executor), ended by its stream or the send timeout",
+    ),
+    (
         "src/admin.rs",
         1,
         "one task per admin connection, ended by the shutdown signal",

@@ -1155,6 +1155,67 @@ async fn slow_uploads_and_clients_that_never_read_are_bounded() {
             "connection of a client that never read left open"
         );
     }
+
+    // HTTP/2 clients that read their connection but never open the stream's window (none at
+    // all; the default 65,535 bytes, never updated): the stream is reset at the send timeout
+    // and the upstream response abandoned, while the connection stays usable.
+    for (n, window) in [0u32, 65_535].into_iter().enumerate() {
+        let mut h2 = H2::open(p.http).await;
+        let mut settings = vec![0, 4]; // SETTINGS_INITIAL_WINDOW_SIZE
+        settings.extend_from_slice(&window.to_be_bytes());
+        h2.s.write_all(
+            &[
+                frame(SETTINGS, 0, 0, &settings),
+                frame(HEADERS, END_STREAM | END_HEADERS, 1, &get_block("/hose")),
+            ]
+            .concat(),
+        )
+        .await
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut head_at, mut data) = (None, 0);
+        let reset = loop {
+            match h2.next(deadline).await {
+                Some((HEADERS, _, 1, _)) => head_at = Some(Instant::now()),
+                Some((DATA, _, 1, p)) => data += p.len(),
+                Some((RST_STREAM, _, 1, p)) => {
+                    break Some(u32::from_be_bytes([p[0], p[1], p[2], p[3]]));
+                }
+                Some(_) => {}
+                None => break None,
+            }
+        };
+        let head_at = head_at.expect("response head sent before the window closed");
+        assert_eq!(reset, Some(0x8), "window {window}: stream not cancelled");
+        assert!(
+            head_at.elapsed() >= Duration::from_secs(2).mul_f32(0.9),
+            "cancelled early"
+        );
+        assert!(
+            data <= window as usize,
+            "window {window}: {data} bytes sent"
+        );
+        assert!(
+            reaches(&cut, 5 + n, SLACK).await,
+            "window {window}: upstream response not abandoned"
+        );
+        h2.s.write_all(&frame(PING, 0, 0, b"stillup!"))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + SLACK;
+        let pong = loop {
+            match h2.next(deadline).await {
+                Some((PING, f, 0, p)) if f & ACK != 0 => break Some(p),
+                Some(_) => {}
+                None => break None,
+            }
+        };
+        assert_eq!(
+            pong.as_deref(),
+            Some(&b"stillup!"[..]),
+            "connection closed with the stream"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1203,6 +1264,7 @@ const DATA: u8 = 0;
 const HEADERS: u8 = 1;
 const RST_STREAM: u8 = 3;
 const SETTINGS: u8 = 4;
+const PING: u8 = 6;
 const GOAWAY: u8 = 7;
 const WINDOW_UPDATE: u8 = 8;
 const CONTINUATION: u8 = 9;

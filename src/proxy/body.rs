@@ -11,6 +11,7 @@ use hyper::body::{Body as HttpBody, Frame, SizeHint};
 
 use super::BoxError;
 use super::deadline::Deadline;
+use super::h2_send;
 use super::pool::PooledBody;
 use super::relay::RelayBody;
 use super::service::UpBody;
@@ -40,12 +41,14 @@ impl Body {
 
     /// An upstream's response body, streamed; cut when no data comes for `limit`.
     pub(crate) fn upstream(body: PooledBody<UpBody>, limit: Duration) -> Self {
+        h2_send::body_made();
         Body(Kind::Upstream(body, Stall::new(limit)))
     }
 
     /// An upstream's response body read by the general path's own exchange (`relay`); cut
     /// when no data comes for `limit`.
     pub(crate) fn relay(body: RelayBody, limit: Duration) -> Self {
+        h2_send::body_made();
         Body(Kind::Relay(body, Stall::new(limit)))
     }
 }
@@ -139,6 +142,7 @@ impl Stall {
         B: HttpBody<Data = Bytes, Error: std::error::Error + Send + Sync + 'static>,
     {
         let polled = body.poll_frame(cx);
+        h2_send::body_polled(polled.is_pending());
         // Dropped unfinished, the upstream connection closes, never pooled.
         if self.stalled(&polled, cx) {
             return Poll::Ready(Some(Err(Box::new(BodyStalled(self.limit)))));
@@ -168,14 +172,14 @@ impl Stall {
     }
 
     /// A piece of the body arrived.
-    fn progressed(&mut self) {
+    pub(crate) fn progressed(&mut self) {
         if let Some(d) = &mut self.deadline {
             d.set(tokio::time::Instant::now() + self.limit);
         }
     }
 
     /// The body has to wait: whether it has waited longer than the limit.
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+    pub(crate) fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         let limit = self.limit;
         self.deadline
             .get_or_insert_with(|| Deadline::new(tokio::time::Instant::now() + limit, limit))

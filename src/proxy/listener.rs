@@ -23,7 +23,7 @@ use bytes::Bytes;
 use http::{Request, Version};
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::deadline::Deadline;
+use super::h2_send::StreamExecutor;
 use super::service::ConnInfo;
 use super::{Body, BoxError, Proxy, h1};
 use crate::telemetry::ListenerLabel;
@@ -140,8 +141,8 @@ async fn serve(
 /// hyper builders: protocol sniffing (plain HTTP, TLS with ALPN `http/1.1` or none), and
 /// HTTP/2 only when ALPN chose `h2` (an invalid preface is then closed, not read as HTTP/1).
 struct Builders {
-    any: auto::Builder<TokioExecutor>,
-    h2: auto::Builder<TokioExecutor>,
+    any: auto::Builder<StreamExecutor>,
+    h2: auto::Builder<StreamExecutor>,
 }
 
 impl Builders {
@@ -154,9 +155,9 @@ impl Builders {
     }
 }
 
-fn builder(proxy: &Proxy) -> auto::Builder<TokioExecutor> {
+fn builder(proxy: &Proxy) -> auto::Builder<StreamExecutor> {
     let cfg = &proxy.config;
-    let mut b = auto::Builder::new(TokioExecutor::new());
+    let mut b = auto::Builder::new(StreamExecutor::new(cfg.client_send_timeout));
     b.http1()
         .timer(TokioTimer::new())
         // The watchdog enforces both timeouts precisely; hyper's own timer is a backstop.

@@ -46,6 +46,7 @@ mod body;
 mod deadline;
 mod error;
 mod h1;
+mod h2_send;
 mod headers;
 mod listener;
 mod pool;
