@@ -6,9 +6,9 @@
 //! the upstream body dropped) once its response has waited `--client-send-timeout` for window.
 
 use std::cell::Cell;
-use std::future::{Future, poll_fn};
-use std::pin::pin;
-use std::task::Poll;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::body::Stall;
@@ -70,29 +70,45 @@ where
     }
 }
 
-/// Runs a stream's task to its end, or drops it once its response body has waited `limit`
-/// without being polled (hyper has a piece it cannot send). `None` when dropped.
-async fn send_timeout<F: Future>(fut: F, limit: Duration) -> Option<F::Output> {
-    let mut fut = pin!(fut);
-    let mut watch = SendWait {
-        stall: Stall::new(limit),
-        has_body: false,
-        waiting: false,
-    };
-    poll_fn(|cx| {
+pin_project_lite::pin_project! {
+    /// Runs a stream's task to its end, or drops it once its response body has waited `limit`
+    /// without being polled (hyper has a piece it cannot send); `None` when dropped. A struct,
+    /// not an `async fn`, so the task (hyper's stream future, several KiB) is not copied again.
+    struct SendTimeout<F> {
+        #[pin]
+        fut: F,
+        wait: SendWait,
+    }
+}
+
+fn send_timeout<F: Future>(fut: F, limit: Duration) -> SendTimeout<F> {
+    SendTimeout {
+        fut,
+        wait: SendWait {
+            stall: Stall::new(limit),
+            has_body: false,
+            waiting: false,
+        },
+    }
+}
+
+impl<F: Future> Future for SendTimeout<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let me = self.project();
         let before = SEEN.replace(Seen::Nothing);
-        let polled = fut.as_mut().poll(cx);
+        let polled = me.fut.poll(cx);
         let seen = SEEN.replace(before);
         match polled {
             Poll::Ready(out) => Poll::Ready(Some(out)),
-            Poll::Pending if watch.expired(seen, cx) => {
+            Poll::Pending if me.wait.expired(seen, cx) => {
                 tracing::debug!("HTTP/2 stream had no window for --client-send-timeout; cancelled");
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
         }
-    })
-    .await
+    }
 }
 
 /// Whether a stream's task, pending, has waited too long to send its response body.
@@ -104,7 +120,7 @@ struct SendWait {
 }
 
 impl SendWait {
-    fn expired(&mut self, seen: Seen, cx: &mut std::task::Context<'_>) -> bool {
+    fn expired(&mut self, seen: Seen, cx: &mut Context<'_>) -> bool {
         match seen {
             Seen::Waiting => {
                 self.waiting = false;
@@ -128,7 +144,8 @@ impl SendWait {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::{Context, Waker};
+    use std::future::poll_fn;
+    use std::task::Waker;
 
     fn expired(w: &mut SendWait, seen: Seen) -> bool {
         w.expired(seen, &mut Context::from_waker(Waker::noop()))
