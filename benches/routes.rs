@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -131,12 +132,12 @@ fn snapshot() -> Snapshot {
     let mut s = Snapshot::default();
     for i in 0..SERVICES {
         let (svc, slice) = service(i);
-        s.services.push(svc);
-        s.endpoint_slices.push(slice);
+        s.services.push(Arc::new(svc));
+        s.endpoint_slices.push(Arc::new(slice));
     }
-    s.ingresses = (0..INGRESSES).map(ingress).collect();
+    s.ingresses = (0..INGRESSES).map(|i| Arc::new(ingress(i))).collect();
     // The catch-all Ingress: no rules, a defaultBackend.
-    s.ingresses.push(Ingress {
+    s.ingresses.push(Arc::new(Ingress {
         metadata: meta("catch-all".into()),
         spec: Some(IngressSpec {
             ingress_class_name: Some("portcullis".into()),
@@ -144,7 +145,7 @@ fn snapshot() -> Snapshot {
             ..IngressSpec::default()
         }),
         ..Ingress::default()
-    });
+    }));
     s
 }
 
@@ -163,6 +164,10 @@ fn bench_compile(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("10k_ingresses_5k_services_50k_endpoints", |b| {
         b.iter(|| compile(black_box(&snap), black_box(&opts)))
+    });
+    // What taking a snapshot from the cluster caches costs on every change.
+    group.bench_function("snapshot_copy_10k_ingresses_5k_services", |b| {
+        b.iter(|| black_box(&snap).clone())
     });
     group.finish();
 }

@@ -150,11 +150,11 @@ fn snapshot(objects: impl Iterator<Item = Object>) -> Snapshot {
     let mut s = Snapshot::default();
     for o in objects {
         match o {
-            Object::Ingress(x) => s.ingresses.push(*x),
-            Object::IngressClass(x) => s.ingress_classes.push(*x),
-            Object::Service(x) => s.services.push(*x),
-            Object::EndpointSlice(x) => s.endpoint_slices.push(*x),
-            Object::Secret(x) => s.secrets.push(*x),
+            Object::Ingress(x) => s.ingresses.push(x),
+            Object::IngressClass(x) => s.ingress_classes.push(x),
+            Object::Service(x) => s.services.push(x),
+            Object::EndpointSlice(x) => s.endpoint_slices.push(x),
+            Object::Secret(x) => s.secrets.push(x),
         }
     }
     s

@@ -29,15 +29,15 @@ pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// networking.k8s.io/v1 Ingresses.
-    pub ingresses: Vec<Ingress>,
+    pub ingresses: Vec<Arc<Ingress>>,
     /// networking.k8s.io/v1 IngressClasses.
-    pub ingress_classes: Vec<IngressClass>,
+    pub ingress_classes: Vec<Arc<IngressClass>>,
     /// v1 Services.
-    pub services: Vec<Service>,
+    pub services: Vec<Arc<Service>>,
     /// discovery.k8s.io/v1 EndpointSlices.
-    pub endpoint_slices: Vec<EndpointSlice>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
     /// v1 Secrets (only `kubernetes.io/tls` ones are used).
-    pub secrets: Vec<Secret>,
+    pub secrets: Vec<Arc<Secret>>,
 }
 
 /// A `namespace/name:port` reference to a Service port, as given to `--default-backend`.
@@ -163,6 +163,7 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> Compiled {
         .ingresses
         .iter()
         .filter(|ing| is_ours(ing, &snapshot.ingress_classes, opts))
+        .map(|ing| &**ing)
         .collect();
     ours.sort_by(|a, b| age_key(a).cmp(&age_key(b)));
 
@@ -390,11 +391,11 @@ pub fn compile(snapshot: &Snapshot, opts: &CompileOptions) -> Compiled {
 }
 
 /// Section 1: whether an Ingress belongs to this controller.
-pub fn is_ours(ing: &Ingress, classes: &[IngressClass], opts: &CompileOptions) -> bool {
+pub fn is_ours(ing: &Ingress, classes: &[Arc<IngressClass>], opts: &CompileOptions) -> bool {
     if let Some(class) = annotation(ing, CLASS_ANNOTATION) {
         return class == opts.ingress_class;
     }
-    let is_our_class = |c: &&IngressClass| {
+    let is_our_class = |c: &&Arc<IngressClass>| {
         c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(opts.controller_name.as_str())
     };
     if let Some(name) = ing
@@ -485,16 +486,20 @@ impl<'a> Index<'a> {
                 slices
                     .entry((namespace(&sl.metadata), svc.as_str()))
                     .or_default()
-                    .push(sl);
+                    .push(&**sl);
             }
         }
         for v in slices.values_mut() {
             v.sort_by_key(|sl| sl.metadata.name.as_deref());
         }
         Self {
-            services: s.services.iter().map(|x| (key(&x.metadata), x)).collect(),
+            services: s
+                .services
+                .iter()
+                .map(|x| (key(&x.metadata), &**x))
+                .collect(),
             slices,
-            secrets: s.secrets.iter().map(|x| (key(&x.metadata), x)).collect(),
+            secrets: s.secrets.iter().map(|x| (key(&x.metadata), &**x)).collect(),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{Secret, Service};
@@ -18,15 +19,15 @@ use crate::routes::Snapshot;
 #[derive(Debug, Clone)]
 pub enum Object {
     /// networking.k8s.io/v1 Ingress.
-    Ingress(Box<Ingress>),
+    Ingress(Arc<Ingress>),
     /// networking.k8s.io/v1 IngressClass.
-    IngressClass(Box<IngressClass>),
+    IngressClass(Arc<IngressClass>),
     /// v1 Service.
-    Service(Box<Service>),
+    Service(Arc<Service>),
     /// discovery.k8s.io/v1 EndpointSlice.
-    EndpointSlice(Box<EndpointSlice>),
+    EndpointSlice(Arc<EndpointSlice>),
     /// v1 Secret.
-    Secret(Box<Secret>),
+    Secret(Arc<Secret>),
 }
 
 impl Object {
@@ -188,12 +189,12 @@ impl DirSource {
                     continue;
                 }
                 seen.insert(key, path);
-                match obj.clone() {
-                    Object::Ingress(o) => snap.ingresses.push(*o),
-                    Object::IngressClass(o) => snap.ingress_classes.push(*o),
-                    Object::Service(o) => snap.services.push(*o),
-                    Object::EndpointSlice(o) => snap.endpoint_slices.push(*o),
-                    Object::Secret(o) => snap.secrets.push(*o),
+                match obj {
+                    Object::Ingress(o) => snap.ingresses.push(o.clone()),
+                    Object::IngressClass(o) => snap.ingress_classes.push(o.clone()),
+                    Object::Service(o) => snap.services.push(o.clone()),
+                    Object::EndpointSlice(o) => snap.endpoint_slices.push(o.clone()),
+                    Object::Secret(o) => snap.secrets.push(o.clone()),
                 }
             }
         }
@@ -326,18 +327,18 @@ fn to_object(
     let obj = match (api.as_str(), kind.as_str()) {
         ("networking.k8s.io/v1", "Ingress") => typed::<Ingress>(value).map(|mut o| {
             o.metadata.namespace = Some(ns.clone());
-            Object::Ingress(Box::new(o))
+            Object::Ingress(Arc::new(o))
         }),
         ("networking.k8s.io/v1", "IngressClass") => {
-            typed::<IngressClass>(value).map(|o| Object::IngressClass(Box::new(o)))
+            typed::<IngressClass>(value).map(|o| Object::IngressClass(Arc::new(o)))
         }
         ("v1", "Service") => typed::<Service>(value).map(|mut o| {
             o.metadata.namespace = Some(ns.clone());
-            Object::Service(Box::new(o))
+            Object::Service(Arc::new(o))
         }),
         ("discovery.k8s.io/v1", "EndpointSlice") => typed::<EndpointSlice>(value).map(|mut o| {
             o.metadata.namespace = Some(ns.clone());
-            Object::EndpointSlice(Box::new(o))
+            Object::EndpointSlice(Arc::new(o))
         }),
         ("v1", "Secret") => typed::<Secret>(value).map(|mut o| {
             o.metadata.namespace = Some(ns.clone());
@@ -348,7 +349,7 @@ fn to_object(
                     data.insert(k, k8s_openapi::ByteString(v.into_bytes()));
                 }
             }
-            Object::Secret(Box::new(o))
+            Object::Secret(Arc::new(o))
         }),
         _ => {
             tracing::debug!(file, doc, api = %api, kind = %kind, "ignoring object of a kind Portcullis does not read");

@@ -94,18 +94,14 @@ impl ClusterSource {
         }
     }
 
-    /// A copy of every cached object, for the compile step.
+    /// Every cached object, shared with the cache (no object is copied), for the compile step.
     pub fn snapshot(&self) -> Snapshot {
-        fn all<K: Clone + Resource<DynamicType = ()>>(stores: &[Store<K>]) -> Vec<K> {
-            stores
-                .iter()
-                .flat_map(|s| s.state())
-                .map(|o| (*o).clone())
-                .collect()
+        fn all<K: Clone + Resource<DynamicType = ()>>(stores: &[Store<K>]) -> Vec<Arc<K>> {
+            stores.iter().flat_map(|s| s.state()).collect()
         }
         Snapshot {
             ingresses: all(&self.ingresses),
-            ingress_classes: self.classes.state().iter().map(|o| (**o).clone()).collect(),
+            ingress_classes: self.classes.state(),
             services: all(&self.services),
             endpoint_slices: all(&self.slices),
             secrets: all(&self.secrets),

@@ -1129,9 +1129,9 @@ mod tests {
         let mut snap = crate::routes::Snapshot::default();
         for o in crate::source::dir::parse_manifests(MANIFESTS, "t.yaml").unwrap() {
             match o {
-                crate::source::dir::Object::Ingress(x) => snap.ingresses.push(*x),
-                crate::source::dir::Object::Service(x) => snap.services.push(*x),
-                crate::source::dir::Object::EndpointSlice(x) => snap.endpoint_slices.push(*x),
+                crate::source::dir::Object::Ingress(x) => snap.ingresses.push(x),
+                crate::source::dir::Object::Service(x) => snap.services.push(x),
+                crate::source::dir::Object::EndpointSlice(x) => snap.endpoint_slices.push(x),
                 _ => {}
             }
         }
