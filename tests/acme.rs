@@ -867,6 +867,15 @@ fn rate_limited_retry_after(env: &Env) -> Result<(), Failed> {
         .and_then(|(_, rest)| rest.strip_suffix(" (Retry-After)"))
         .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
         .ok_or_else(|| format!("no Retry-After schedule in the condition: {msg}"))?;
+    let recorded = status["nextAttemptTime"]
+        .as_str()
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
+    check(
+        recorded == Some(next),
+        format!(
+            "status.nextAttemptTime {recorded:?}, the condition says {next}: a new leader would not wait"
+        ),
+    )?;
     let failed_at = status["lastFailureTime"]
         .as_str()
         .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())

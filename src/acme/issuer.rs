@@ -274,7 +274,8 @@ fn format_time(unix: i64) -> String {
 }
 
 /// Pure decision for one certificate at `now`; `retry_at` is the next attempt the CA asked
-/// for with `Retry-After`, which replaces the class backoff.
+/// for with `Retry-After` as this leader remembers it, which with the one in the status
+/// (written by whichever leader saw the failure) replaces the class backoff.
 fn decide(
     cert: &AcmeCertificate,
     secret: Option<&Secret>,
@@ -282,12 +283,13 @@ fn decide(
     backoff_base: Duration,
     retry_at: Option<i64>,
 ) -> Action {
+    let status = cert.status.clone().unwrap_or_default();
+    let retry_at = retry_at.max(parse_time(&status.next_attempt_time));
     if let Some(at) = retry_at
         && now < at
     {
         return Action::Wait(at);
     }
-    let status = cert.status.clone().unwrap_or_default();
     if status
         .acme
         .as_ref()
@@ -437,8 +439,8 @@ struct Controller {
     accounts: tokio::sync::Mutex<HashMap<String, (AcmeIssuerConfig, Account)>>,
     /// The CA's last `Retry-After` by issuer key, shared with that issuer's HTTP client.
     retry_slots: std::sync::Mutex<HashMap<String, RetryAfterSlot>>,
-    /// Next attempt (unix seconds) the CA asked for with `Retry-After`, by `namespace/name`.
-    /// Kept in memory only: after a leader change the class backoff applies once more.
+    /// Next attempt (unix seconds) the CA asked for with `Retry-After`, by `namespace/name`:
+    /// in force before the status written with it (`nextAttemptTime`) reaches the cache.
     retry_at: std::sync::Mutex<HashMap<String, i64>>,
 }
 
@@ -804,6 +806,7 @@ impl Controller {
                     _ => None,
                 };
                 self.set_retry_at(&id, retry_at);
+                status.next_attempt_time = retry_at.map(format_time);
                 let mut msg = format!("{}: {}", f.class.as_str(), f.message);
                 let note = match retry_at {
                     Some(at) => {
@@ -1044,6 +1047,7 @@ impl Controller {
         status.revision = Some(status.revision.unwrap_or(0) + 1);
         status.failed_issuance_attempts = None;
         status.last_failure_time = None;
+        status.next_attempt_time = None;
         status.conditions.retain(|c| c.type_ != "Issuing");
         set_condition(
             &mut status.conditions,
@@ -1600,6 +1604,24 @@ mod tests {
         assert_eq!(
             decide(&cert, None, 1061, BASE, Some(1300)),
             Action::Wait(1300)
+        );
+    }
+
+    #[test]
+    fn a_retry_after_in_the_status_holds_back_a_leader_that_did_not_see_it() {
+        let mut cert = failed(2, false);
+        if let Some(st) = cert.status.as_mut() {
+            st.next_attempt_time = Some(format_time(1007));
+        }
+        assert_eq!(decide(&cert, None, 1001, BASE, None), Action::Wait(1007));
+        assert_eq!(
+            decide(&cert, None, 1007, BASE, None),
+            Action::Issue("DoesNotExist")
+        );
+        // The later of the two wins when this leader also remembers one.
+        assert_eq!(
+            decide(&cert, None, 1001, BASE, Some(1010)),
+            Action::Wait(1010)
         );
     }
 

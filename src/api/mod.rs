@@ -298,6 +298,10 @@ pub struct AcmeCertificateStatus {
     /// When the last issuance failed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_time: Option<String>,
+    /// The earliest next attempt the CA allowed with `Retry-After` after the last failure
+    /// (RFC 3339); every leader waits for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_time: Option<String>,
     /// Failed attempts since the last success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_issuance_attempts: Option<i64>,
