@@ -84,11 +84,7 @@ pin_project_lite::pin_project! {
 fn send_timeout<F: Future>(fut: F, limit: Duration) -> SendTimeout<F> {
     SendTimeout {
         fut,
-        wait: SendWait {
-            stall: Stall::new(limit),
-            has_body: false,
-            waiting: false,
-        },
+        wait: SendWait::new(limit),
     }
 }
 
@@ -120,6 +116,16 @@ struct SendWait {
 }
 
 impl SendWait {
+    fn new(limit: Duration) -> Self {
+        SendWait {
+            stall: Stall::new(limit),
+            has_body: false,
+            waiting: false,
+        }
+    }
+
+    /// Notes what the body did in a poll that left the task pending: whether the response
+    /// has now waited longer than the limit to be sent.
     fn expired(&mut self, seen: Seen, cx: &mut Context<'_>) -> bool {
         match seen {
             Seen::Waiting => {
@@ -154,11 +160,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_body_waiting_for_window_is_cut_at_the_limit_and_each_piece_sent_restarts_it() {
         let limit = Duration::from_secs(10);
-        let mut w = SendWait {
-            stall: Stall::new(limit),
-            has_body: false,
-            waiting: false,
-        };
+        let mut w = SendWait::new(limit);
         // Waiting for the upstream's response: not this timer's business, however long.
         assert!(!expired(&mut w, Seen::Nothing));
         tokio::time::advance(Duration::from_secs(30)).await;
@@ -184,11 +186,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_body_never_polled_counts_from_when_it_was_made() {
         let limit = Duration::from_secs(10);
-        let mut w = SendWait {
-            stall: Stall::new(limit),
-            has_body: false,
-            waiting: false,
-        };
+        let mut w = SendWait::new(limit);
         assert!(!expired(&mut w, Seen::Made));
         tokio::time::advance(Duration::from_secs(11)).await;
         assert!(expired(&mut w, Seen::Nothing));
