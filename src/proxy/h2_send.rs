@@ -66,7 +66,9 @@ where
     F::Output: Send + 'static,
 {
     fn execute(&self, fut: F) {
-        tokio::spawn(send_timeout(fut, self.limit));
+        // Boxed, as the listener boxes its connections: tokio moves a task's future by value
+        // as it starts and ends it, and hyper's stream future is several KiB.
+        tokio::spawn(Box::pin(send_timeout(fut, self.limit)));
     }
 }
 

@@ -125,7 +125,9 @@ async fn serve(
             peer,
             local_port,
         };
-        tracker.spawn(conn.serve(tls.clone(), stream));
+        // Boxed: the connection's future is several KiB, and tokio moves a task's future by
+        // value as it starts and ends it; a pointer is cheap to move.
+        tracker.spawn(Box::pin(conn.serve(tls.clone(), stream)));
     }
     drop(listener);
     tracker.close();
